@@ -1,0 +1,125 @@
+//! Runs L2 under L1's KVM and relays its report port.
+//!
+//! L2's second serial port is QEMU's stdio: the probe's reports arrive on
+//! QEMU's stdout, and answers to its requests go to QEMU's stdin.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use proto::{AgentConfig, Event};
+
+use crate::report::Report;
+
+/// The TSC frequency in kHz from /proc/cpuinfo's "cpu MHz" line.
+pub fn tsc_khz(cpuinfo: &str) -> Option<u64> {
+    let line = cpuinfo.lines().find(|l| l.starts_with("cpu MHz"))?;
+    let mhz: f64 = line.split(':').nth(1)?.trim().parse().ok()?;
+    Some((mhz * 1000.0).round() as u64)
+}
+
+/// Runs L2 to its end or deadline, relays every report line, and answers
+/// the probe's requests with `on_ask`. Returns how L2's QEMU ended.
+pub fn run(
+    cfg: &AgentConfig,
+    out: &Path,
+    report: &mut Report,
+    mut on_ask: impl FnMut(&str) -> Result<()>,
+) -> Result<Event> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let args = proto::l2_qemu_args(cfg, out, tsc_khz(&cpuinfo));
+    report.send(&Event::Fact {
+        name: "l2_command".into(),
+        value: format!("{} {}", cfg.qemu, args.join(" ")),
+    });
+    let stderr = File::create(out.join("l2-qemu-stderr.log")).context("create QEMU's log")?;
+    let started = Instant::now();
+    let mut child = Command::new(&cfg.qemu)
+        .args(&args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .with_context(|| format!("start {}", cfg.qemu))?;
+    let mut stdin = child.stdin.take().context("QEMU's stdin")?;
+    let lines = spawn_reader(child.stdout.take().context("QEMU's stdout")?);
+    let mut log = File::create(out.join("l2-report.log")).context("create l2-report.log")?;
+
+    let deadline = started + Duration::from_secs(cfg.l2_timeout_secs);
+    let mut timed_out = false;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                let _ = writeln!(log, "{line}");
+                let Some(event) = Event::from_line(&line) else {
+                    continue;
+                };
+                report.send(&event);
+                if let Event::Ask { what } = &event {
+                    let answer = match on_ask(what) {
+                        Ok(()) => proto::ANSWER_OK.to_string(),
+                        Err(e) => format!("error: {e:#}"),
+                    };
+                    let _ = writeln!(stdin, "{answer}");
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                timed_out = true;
+                break;
+            }
+        }
+    }
+    let status = finish(&mut child, deadline, timed_out)?;
+    Ok(Event::L2Exit {
+        status,
+        timed_out,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Reads QEMU's stdout on a thread, so the main loop can wait with a
+/// deadline; the channel closes when QEMU closes its stdout.
+fn spawn_reader(stdout: std::process::ChildStdout) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits for QEMU until the deadline and kills it after; QEMU is never left
+/// running. Returns its exit code, `None` when it was killed.
+fn finish(child: &mut Child, deadline: Instant, timed_out: bool) -> Result<Option<i32>> {
+    while !timed_out && Instant::now() < deadline {
+        if let Some(status) = child.try_wait().context("wait for QEMU")? {
+            return Ok(status.code());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tsc_comes_from_cpu_mhz() {
+        let cpuinfo = "processor\t: 0\ncpu MHz\t\t: 2495.310\n";
+        assert_eq!(tsc_khz(cpuinfo), Some(2_495_310));
+        assert_eq!(tsc_khz("processor : 0\n"), None);
+    }
+}

@@ -1,0 +1,41 @@
+//! The file systems L1 needs on top of the read-only host root.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use nix::mount::{mount, MsFlags};
+
+/// Mounts the kernel file systems, a writable /tmp and the run directory at
+/// `out`. The root is the host's own, read-only, so everything writable
+/// lives on tmpfs or on the run directory share.
+pub fn mount_all(out: &str) -> Result<()> {
+    let kernel_fs = [
+        ("proc", "/proc", "proc"),
+        ("sysfs", "/sys", "sysfs"),
+        ("devtmpfs", "/dev", "devtmpfs"),
+        ("tmpfs", "/tmp", "tmpfs"),
+        ("tracefs", "/sys/kernel/tracing", "tracefs"),
+    ];
+    for (source, target, fstype) in kernel_fs {
+        mount_one(source, target, fstype, None)?;
+    }
+    std::fs::create_dir_all(out).context("create the run directory mount point")?;
+    // The run directory takes every log L2 writes, so a large msize pays.
+    mount_one(
+        proto::OUT_TAG,
+        out,
+        "9p",
+        Some("trans=virtio,version=9p2000.L,msize=262144"),
+    )
+}
+
+fn mount_one(source: &str, target: &str, fstype: &str, data: Option<&str>) -> Result<()> {
+    mount(
+        Some(source),
+        Path::new(target),
+        Some(fstype),
+        MsFlags::empty(),
+        data,
+    )
+    .with_context(|| format!("mount {fstype} on {target}"))
+}

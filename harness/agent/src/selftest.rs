@@ -1,0 +1,45 @@
+//! Runs KVM selftests inside L1, where /dev/kvm is the patched KVM. They
+//! are host binaries, reached through the read-only host root.
+
+use std::fs::File;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use proto::Event;
+
+/// Runs one test with a deadline; its output goes to selftest-<name>.log
+/// in the run directory.
+pub fn run(test: &str, out: &Path, timeout_secs: u64) -> Result<Event> {
+    let name = Path::new(test)
+        .file_name()
+        .map_or_else(|| test.to_string(), |n| n.to_string_lossy().into_owned());
+    let log = File::create(out.join(format!("selftest-{name}.log"))).context("create the selftest log")?;
+    let mut child = Command::new(test)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("start {test}"))?;
+    let deadline = Instant::now() + Duration::from_secs(timeout_secs);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Event::Selftest {
+                name,
+                status: status.code(),
+                timed_out: false,
+            });
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(Event::Selftest {
+                name,
+                status: None,
+                timed_out: true,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

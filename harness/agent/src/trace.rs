@@ -1,0 +1,85 @@
+//! L1's ftrace: cleared and armed before L2 starts, saved after it ends.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+const TRACING: &str = "/sys/kernel/tracing";
+
+/// Which hardware virtualisation L1's KVM drives; the hypercall's exit
+/// reason differs between the two.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Vendor {
+    Amd,
+    Intel,
+}
+
+impl Vendor {
+    pub fn detect() -> Vendor {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        vendor_from_cpuinfo(&cpuinfo)
+    }
+
+    /// The kvm_exit reason of a hypercall: SVM_EXIT_VMMCALL or
+    /// EXIT_REASON_VMCALL.
+    fn hypercall_exit_reason(self) -> u32 {
+        match self {
+            Vendor::Amd => 0x81,
+            Vendor::Intel => 18,
+        }
+    }
+}
+
+fn vendor_from_cpuinfo(cpuinfo: &str) -> Vendor {
+    let svm = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("flags"))
+        .any(|l| l.split_whitespace().any(|f| f == "svm"));
+    if svm {
+        Vendor::Amd
+    } else {
+        Vendor::Intel
+    }
+}
+
+fn write(file: &str, value: &str) -> Result<()> {
+    std::fs::write(Path::new(TRACING).join(file), value).with_context(|| format!("write {file}"))
+}
+
+/// Clears the buffer and enables the events the verdict reads. `kvm_exit`
+/// is filtered to hypercall exits: unfiltered, an L2 boot logs tens of
+/// thousands of exits and can push the interesting lines out of the buffer.
+pub fn start(buffer_kb: u32, vendor: Vendor) -> Result<()> {
+    write("tracing_on", "0")?;
+    write("buffer_size_kb", &buffer_kb.to_string())?;
+    write("trace", "")?;
+    write("events/kvm/kvm_hypercall/enable", "1")?;
+    let filter = format!("exit_reason == {}", vendor.hypercall_exit_reason());
+    write("events/kvm/kvm_exit/filter", &filter)?;
+    write("events/kvm/kvm_exit/enable", "1")?;
+    write("tracing_on", "1")
+}
+
+/// Writes a line into the trace, to split it into phases.
+pub fn mark(text: &str) -> Result<()> {
+    write("trace_marker", text)
+}
+
+pub fn stop_and_save(to: &Path) -> Result<()> {
+    write("tracing_on", "0")?;
+    let trace = std::fs::read(Path::new(TRACING).join("trace")).context("read trace")?;
+    std::fs::write(to, trace).context("write trace.txt")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vendor_comes_from_the_flags_line() {
+        let amd = "vendor_id\t: AuthenticAMD\nflags\t\t: fpu vme svm lm\n";
+        let intel = "vendor_id\t: GenuineIntel\nflags\t\t: fpu vmx lm\n";
+        assert_eq!(vendor_from_cpuinfo(amd), Vendor::Amd);
+        assert_eq!(vendor_from_cpuinfo(intel), Vendor::Intel);
+    }
+}

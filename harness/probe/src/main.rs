@@ -1,0 +1,75 @@
+//! L2's `/init`: calls the `hello_hypercall` syscall in every documented way
+//! and reports each raw result on the second serial port, then powers off.
+//!
+//! It judges nothing: xtask compares the facts with the ABI. The syscall
+//! number comes from the kernel command line (see [`proto::NR_ENV`]), which
+//! xtask read from the guest kernel's generated `unistd_64.h`.
+
+mod cases;
+mod port;
+
+use anyhow::{Context, Result};
+use nix::mount::{mount, MsFlags};
+use proto::Event;
+
+fn main() {
+    let mut port = port::ReportPort::open();
+    if let Err(err) = run(&mut port) {
+        port.send(&Event::Error {
+            what: format!("{err:#}"),
+        });
+    }
+    port.send(&Event::Done { who: "probe".into() });
+    power_off();
+}
+
+fn run(port: &mut port::ReportPort) -> Result<()> {
+    port.send(&Event::Hello {
+        who: "probe".into(),
+        kernel: kernel_release(),
+    });
+    let nr: i64 = std::env::var(proto::NR_ENV)
+        .context("no syscall number on the kernel command line")?
+        .parse()
+        .context("parse the syscall number")?;
+
+    for case in cases::ENABLED {
+        port.send(&Event::Call(cases::run(case, nr)));
+    }
+    // The host disables the hypercall between the two phases; the probe
+    // keeps running so that one L2 boot covers both.
+    port.ask("disable")?;
+    for case in cases::DISABLED {
+        port.send(&Event::Call(cases::run(case, nr)));
+    }
+    Ok(())
+}
+
+fn kernel_release() -> String {
+    nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Mounts devtmpfs so that the report port exists; an initramfs gets no
+/// automatic /dev mount.
+pub(crate) fn mount_dev() {
+    let _ = mount(
+        Some("devtmpfs"),
+        "/dev",
+        Some("devtmpfs"),
+        MsFlags::empty(),
+        None::<&str>,
+    );
+}
+
+/// Ends the VM: QEMU runs with `-no-reboot`, so a reboot ends it, and unlike
+/// power-off it needs no ACPI in the guest kernel.
+fn power_off() -> ! {
+    nix::unistd::sync();
+    let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT);
+    // PID 1 must not exit: that would panic the kernel.
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}

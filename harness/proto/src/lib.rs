@@ -1,0 +1,227 @@
+//! The words the guest programs and xtask share.
+//!
+//! Guests only report facts (what a syscall returned, what the host's
+//! module parameter read, how L2's QEMU ended); xtask alone turns facts into
+//! verdicts. Each fact is one JSON object on its own line, behind [`MARK`],
+//! so a report survives being mixed with kernel noise and a truncated report
+//! is still readable up to its last whole line.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// Every report line starts with this, so parsers can skip anything else.
+pub const MARK: &str = "@hh ";
+
+/// The answer the agent sends back to the probe once it has done what the
+/// probe asked for.
+pub const ANSWER_OK: &str = "ok";
+
+/// Kernel command line key (passed to init as an environment variable) that
+/// carries `__NR_hello_hypercall` of the guest kernel into the probe.
+pub const NR_ENV: &str = "hh_nr";
+
+/// Marker written into the host's trace buffer when the agent disables the
+/// hypercall, so the trace can be split into an "enabled" and a "disabled" part.
+pub const TRACE_MARK_DISABLED: &str = "hello-hypercall: phase disabled";
+
+/// One fact from a guest program.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A guest program started: `who` is "agent" (L1) or "probe" (L2).
+    Hello { who: String, kernel: String },
+    /// A named fact about the environment, such as the module parameter.
+    Fact { name: String, value: String },
+    /// One call of the hello_hypercall syscall made by the probe.
+    Call(Call),
+    /// The probe asks the agent to act on the host (e.g. "disable"), and
+    /// waits for [`ANSWER_OK`] on its report port.
+    Ask { what: String },
+    /// A stage that cannot run here, with the reason.
+    Skip { reason: String },
+    /// The guest program itself failed to do something it needed.
+    Error { what: String },
+    /// How L2's QEMU ended, as seen from L1.
+    L2Exit {
+        status: Option<i32>,
+        timed_out: bool,
+        seconds: f64,
+    },
+    /// How one KVM selftest ended; its output is in selftest-<name>.log.
+    Selftest {
+        name: String,
+        status: Option<i32>,
+        timed_out: bool,
+    },
+    /// The program reached its end; a report without it is incomplete.
+    Done { who: String },
+}
+
+/// What one syscall returned.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Call {
+    /// The case name, such as "root_buf".
+    pub case: String,
+    /// The raw return value; -1 on error.
+    pub ret: i64,
+    /// errno when `ret` is -1, else 0.
+    pub errno: i32,
+    /// The bytes the syscall stored, printed with Rust's escapes.
+    pub data: String,
+    /// Whether the canary bytes after the requested length are untouched.
+    pub canary_intact: bool,
+}
+
+impl Event {
+    /// The event as one report line, newline included.
+    pub fn to_line(&self) -> String {
+        // Serialising these plain structs cannot fail.
+        let json = serde_json::to_string(self).unwrap_or_default();
+        format!("{MARK}{json}\n")
+    }
+
+    /// Reads an event from a report line; `None` for lines that are not
+    /// report lines or were cut short.
+    pub fn from_line(line: &str) -> Option<Event> {
+        let at = line.find(MARK)?;
+        serde_json::from_str(line[at + MARK.len()..].trim_end()).ok()
+    }
+}
+
+/// L2's QEMU command line (without the program), from the agent's config.
+/// Pure, so the flags can be reviewed and tested without a VM; xtask's
+/// benchmark uses it too, so its floor runs L2 the same way.
+pub fn l2_qemu_args(cfg: &AgentConfig, out: &Path, tsc_khz: Option<u64>) -> Vec<String> {
+    let mut append = cfg.l2_append.clone();
+    if let Some(khz) = tsc_khz {
+        // A nested guest on busy cores can fail to calibrate its TSC, and
+        // then KVM never starts it: hand it the frequency L1 measured.
+        append.push_str(&format!(" tsc_early_khz={khz} tsc=reliable"));
+    }
+    let mut args: Vec<String> = [
+        // L2 runs on L1's KVM: that is the path under test.
+        "-accel",
+        "kvm",
+        // Whatever L1's KVM can offer, the KVM paravirt leaves included.
+        "-cpu",
+        "host",
+        "-m",
+        &cfg.l2_memory_mib.to_string(),
+        "-smp",
+        "1",
+        // No VGA, NIC or default serial: less to emulate, and the two
+        // serial ports below are the only ones.
+        "-nodefaults",
+        "-display",
+        "none",
+        // The probe ends with a reboot, which then ends QEMU.
+        "-no-reboot",
+    ]
+    .map(String::from)
+    .to_vec();
+    if !cfg.bios.is_empty() {
+        // qboot boots a -kernel faster than SeaBIOS.
+        args.extend(["-bios".into(), cfg.bios.clone()]);
+    }
+    args.extend([
+        "-kernel".into(),
+        cfg.l2_kernel.clone(),
+        "-initrd".into(),
+        cfg.l2_initrd.clone(),
+        "-append".into(),
+        append,
+        // ttyS0: L2's console, straight into the run directory.
+        "-serial".into(),
+        format!("file:{}", out.join("l2-console.log").display()),
+        // ttyS1: the probe's report port, relayed by the agent.
+        "-serial".into(),
+        "stdio".into(),
+    ]);
+    args
+}
+
+/// What xtask tells the agent about the run, written as [`AGENT_CONFIG`]
+/// into the run directory that L1 mounts with tag [`OUT_TAG`].
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct AgentConfig {
+    /// L2's QEMU, a path on the host root that L1 mounts read-only.
+    pub qemu: String,
+    /// A BIOS image for L2, or empty for QEMU's default.
+    pub bios: String,
+    pub l2_kernel: String,
+    pub l2_initrd: String,
+    pub l2_memory_mib: u32,
+    /// L2's kernel command line, less the TSC options the agent measures.
+    pub l2_append: String,
+    /// L2's deadline; QEMU is killed when it passes.
+    pub l2_timeout_secs: u64,
+    /// Size of L1's per-CPU trace buffer.
+    pub trace_buffer_kb: u32,
+    /// KVM selftest binaries (host paths) the agent runs in L1 after L2,
+    /// with the hypercall enabled again.
+    #[serde(default)]
+    pub selftests: Vec<String>,
+    /// Each selftest's deadline.
+    #[serde(default)]
+    pub selftest_timeout_secs: u64,
+}
+
+/// File name of the [`AgentConfig`] in the run directory.
+pub const AGENT_CONFIG: &str = "agent.json";
+
+/// 9p mount tag of the run directory, L1's only writable share.
+pub const OUT_TAG: &str = "out";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let e = Event::Call(Call {
+            case: "root_buf".into(),
+            ret: 12,
+            errno: 0,
+            data: "Hello World\\x00".into(),
+            canary_intact: true,
+        });
+        assert_eq!(Event::from_line(&e.to_line()), Some(e));
+    }
+
+    #[test]
+    fn noise_and_truncation_are_not_events() {
+        assert_eq!(Event::from_line("[    1.0] random kernel line"), None);
+        assert_eq!(Event::from_line("@hh {\"event\":\"done\",\"who\""), None);
+        // Console noise before the mark is tolerated: serial ports mix.
+        assert_eq!(
+            Event::from_line("\r@hh {\"event\":\"done\",\"who\":\"probe\"}\r"),
+            Some(Event::Done { who: "probe".into() })
+        );
+    }
+
+    fn cfg() -> AgentConfig {
+        AgentConfig {
+            qemu: "/usr/bin/qemu-system-x86_64".into(),
+            bios: String::new(),
+            l2_kernel: "/k/bzImage".into(),
+            l2_initrd: "/k/initrd.cpio".into(),
+            l2_memory_mib: 256,
+            l2_append: "console=ttyS0".into(),
+            l2_timeout_secs: 60,
+            trace_buffer_kb: 4096,
+            selftests: vec![],
+            selftest_timeout_secs: 0,
+        }
+    }
+
+    #[test]
+    fn l2_gets_kvm_tsc_and_two_ports() {
+        let args = l2_qemu_args(&cfg(), Path::new("/tmp/out"), Some(2_000_000));
+        let joined = args.join(" ");
+        assert!(joined.starts_with("-accel kvm -cpu host -m 256"));
+        assert!(joined.contains("console=ttyS0 tsc_early_khz=2000000 tsc=reliable"));
+        assert!(joined.ends_with("-serial file:/tmp/out/l2-console.log -serial stdio"));
+        assert!(!joined.contains("-bios"));
+    }
+}

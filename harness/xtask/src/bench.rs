@@ -1,0 +1,231 @@
+//! `cargo xtask bench`: how long a warm `cargo xtask e2e` takes next to a
+//! raw QEMU run of the same two kernels, written to target/xtask/bench.json.
+//!
+//! The raw run is the floor: L1 boots with a three-line shell script as
+//! init that starts L2 (busybox as init, which reboots at once) and
+//! reboots; no tracing, no reports, no checks. Same kernels, same QEMU
+//! flags, same deadlines.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use xshell::{cmd, Shell};
+
+use crate::flags::BenchArgs;
+use crate::initramfs::{self, Entry};
+use crate::layout;
+use crate::qemu::{self, Accel};
+
+/// The goal from the issue: a warm run within 1.3x of the raw run.
+const WARM_GOAL_RATIO: f64 = 1.3;
+
+#[derive(Serialize)]
+struct Bench {
+    runs: usize,
+    /// Whole `cargo xtask e2e` commands with nothing to rebuild.
+    warm_e2e_seconds: Vec<f64>,
+    warm_e2e_median: f64,
+    /// QEMU L1 → L2 → power off, nothing else.
+    raw_nested_seconds: Vec<f64>,
+    raw_nested_median: f64,
+    warm_over_raw: f64,
+    warm_goal_ratio: f64,
+    warm_within_goal: bool,
+    accel: String,
+    l1_memory_mib: u32,
+    l2_memory_mib: u32,
+}
+
+pub fn run(args: &BenchArgs) -> Result<ExitCode> {
+    let sh = Shell::new()?;
+    let _dir = sh.push_dir(layout::root());
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+
+    println!("bench: a first e2e run builds whatever is missing (not timed)");
+    let first = cmd!(sh, "{cargo} xtask e2e").quiet().ignore_status().output()?;
+    if !first.status.success() {
+        bail!("the e2e run does not pass; run `cargo xtask e2e` and fix it before benchmarking");
+    }
+    let last: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(layout::xtask().join("report.json"))?)?;
+    let accel = match last["accel"].as_str() {
+        Some("kvm") => Accel::Kvm,
+        _ => Accel::Tcg,
+    };
+    let run_dir = PathBuf::from(last["run_dir"].as_str().context("report.json has no run_dir")?);
+    let config: proto::AgentConfig =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join(proto::AGENT_CONFIG))?)?;
+
+    let raw_dir = layout::xtask().join("bench-raw");
+    std::fs::create_dir_all(&raw_dir)?;
+    let host_kernel = PathBuf::from(
+        last["host_kernel"]
+            .as_str()
+            .context("report.json has no host_kernel")?,
+    );
+    let raw = RawRun::prepare(&sh, &raw_dir, &config, &host_kernel, accel)?;
+
+    let mut warm = Vec::new();
+    let mut floor = Vec::new();
+    for i in 1..=args.runs {
+        println!("bench: round {i}/{}", args.runs);
+        let t = Instant::now();
+        let out = cmd!(sh, "{cargo} xtask e2e").quiet().ignore_status().output()?;
+        if !out.status.success() {
+            bail!("a warm e2e run failed; see target/xtask/report.json");
+        }
+        warm.push(t.elapsed().as_secs_f64());
+        floor.push(raw.run()?);
+        println!(
+            "    warm e2e {:.1}s, raw nested {:.1}s",
+            warm[i - 1],
+            floor[i - 1]
+        );
+    }
+    let (w, r) = (median(&warm), median(&floor));
+    let bench = Bench {
+        runs: args.runs,
+        warm_e2e_median: w,
+        raw_nested_median: r,
+        warm_over_raw: w / r,
+        warm_goal_ratio: WARM_GOAL_RATIO,
+        warm_within_goal: w / r <= WARM_GOAL_RATIO,
+        warm_e2e_seconds: warm,
+        raw_nested_seconds: floor,
+        accel: accel.name().into(),
+        l1_memory_mib: crate::e2e::L1_MEMORY_MIB,
+        l2_memory_mib: config.l2_memory_mib,
+    };
+    let path = layout::xtask().join("bench.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&bench)?)?;
+    println!(
+        "bench: warm e2e {w:.1}s, raw nested {r:.1}s, ratio {:.2} (goal ≤ {WARM_GOAL_RATIO}); written to {}",
+        w / r,
+        path.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn median(xs: &[f64]) -> f64 {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// The floor: the same kernels booted nested with nothing in between.
+struct RawRun {
+    qemu: PathBuf,
+    args: Vec<String>,
+    dir: PathBuf,
+}
+
+impl RawRun {
+    fn prepare(
+        sh: &Shell,
+        dir: &Path,
+        config: &proto::AgentConfig,
+        host_kernel: &Path,
+        accel: Accel,
+    ) -> Result<RawRun> {
+        let busybox = Path::new("/bin/busybox");
+        if !busybox.exists() {
+            bail!("the raw run needs /bin/busybox: apt-get install busybox-static");
+        }
+        // L2: busybox as a shell that reboots at once.
+        let bb = std::fs::read(busybox)?;
+        let cpio = initramfs::newc(&[
+            Entry::Dir { path: "bin" },
+            Entry::File {
+                path: "bin/busybox",
+                mode: 0o755,
+                data: &bb,
+            },
+            Entry::Dir { path: "dev" },
+            Entry::CharDev {
+                path: "dev/console",
+                major: 5,
+                minor: 1,
+            },
+            Entry::File {
+                path: "init",
+                mode: 0o755,
+                data: b"#!/bin/busybox sh\n/bin/busybox reboot -f\n",
+            },
+        ]);
+        let initrd = dir.join("l2-raw.cpio");
+        std::fs::write(&initrd, cpio)?;
+        let mut l2 = config.clone();
+        l2.l2_initrd = initrd.display().to_string();
+        let init = dir.join("l1-init.sh");
+        std::fs::write(&init, l1_script(&l2))?;
+        cmd!(sh, "chmod 0755 {init}").run()?;
+        let l1 = qemu::L1 {
+            accel,
+            kernel: host_kernel.to_path_buf(),
+            agent: init,
+            run_dir: dir.to_path_buf(),
+            memory_mib: crate::e2e::L1_MEMORY_MIB,
+            bios: None,
+            params: vec![],
+        };
+        Ok(RawRun {
+            qemu: qemu::which("qemu-system-x86_64").context("qemu-system-x86_64 is not on PATH")?,
+            args: qemu::l1_args(&l1),
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    fn run(&self) -> Result<f64> {
+        let t = Instant::now();
+        let outcome = qemu::run(
+            &self.qemu,
+            &self.args,
+            &self.dir.join("qemu-stderr.log"),
+            Duration::from_secs(300),
+        )?;
+        let secs = t.elapsed().as_secs_f64();
+        if outcome.timed_out || outcome.code != Some(0) {
+            bail!("the raw nested run did not complete; see {}", self.dir.display());
+        }
+        Ok(secs)
+    }
+}
+
+/// L1's init for the raw run: mount what QEMU needs, run L2 exactly as the
+/// agent does (same argv builder), reboot.
+fn l1_script(config: &proto::AgentConfig) -> String {
+    let out = Path::new("/tmp/out");
+    let args = proto::l2_qemu_args(config, out, None);
+    let words: Vec<String> = args
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            if i > 0 && args[i - 1] == "-append" {
+                // The TSC frequency is only known inside L1.
+                format!("\"{a} tsc_early_khz=$khz tsc=reliable\"")
+            } else {
+                format!("'{a}'")
+            }
+        })
+        .collect();
+    let bb = "/bin/busybox";
+    format!(
+        "#!/bin/sh\n\
+         {bb} mount -t proc proc /proc\n\
+         {bb} mount -t sysfs sys /sys\n\
+         {bb} mount -t devtmpfs dev /dev\n\
+         {bb} mount -t tmpfs tmp /tmp\n\
+         {bb} mkdir -p {out}\n\
+         {bb} mount -t 9p -o trans=virtio,version=9p2000.L {tag} {out}\n\
+         khz=$({bb} awk '/cpu MHz/ {{ printf \"%d\", $4 * 1000; exit }}' /proc/cpuinfo)\n\
+         {} {} </dev/null\n\
+         {bb} reboot -f\n",
+        config.qemu,
+        words.join(" "),
+        out = out.display(),
+        tag = proto::OUT_TAG,
+    )
+}

@@ -1,0 +1,217 @@
+//! Kernel configuration and builds, out of tree under target/kernels.
+//!
+//! A build directory belongs to one variant (version, role, patched or
+//! not) and is reused, so builds are incremental; a stamp holding the
+//! digest of every input lets a warm run skip make altogether.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+use xshell::{cmd, Shell};
+
+use crate::kconfig;
+use crate::layout;
+use crate::patches::hex;
+use crate::stage::Progress;
+
+/// Which kernel of the nested pair.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// L1: the KVM host with the series' hypercall handler.
+    Host,
+    /// L2: the guest whose syscall issues the hypercall.
+    Guest,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Host => "host",
+            Role::Guest => "guest",
+        }
+    }
+}
+
+/// Everything that decides one kernel build.
+pub struct Plan {
+    pub role: Role,
+    /// The source tree to build (a patched worktree or the base).
+    pub src: PathBuf,
+    /// The out-of-tree build directory.
+    pub dir: PathBuf,
+    pub fragments: Vec<PathBuf>,
+    /// Digest of the inputs; equal digests build equal kernels.
+    pub key: String,
+}
+
+impl Plan {
+    /// `variant` names the tree ("6.12-hello", "6.12-base"), `tree_id` is a
+    /// digest of its content (base commit and series digest).
+    pub fn new(
+        sh: &Shell,
+        role: Role,
+        src: &Path,
+        variant: &str,
+        tree_id: &str,
+        patched: bool,
+    ) -> Result<Plan> {
+        let configs = layout::configs();
+        let mut fragments = vec![configs.join(format!("{}.config", role.name()))];
+        if patched && role == Role::Host {
+            fragments.push(configs.join("host-hello.config"));
+        }
+        let compiler = cmd!(sh, "gcc --version")
+            .quiet()
+            .read()
+            .context("run gcc --version")?;
+        let mut h = Sha256::new();
+        h.update(tree_id);
+        h.update(compiler.lines().next().unwrap_or_default());
+        for f in &fragments {
+            h.update(std::fs::read(f).with_context(|| format!("read {}", f.display()))?);
+        }
+        Ok(Plan {
+            role,
+            src: src.to_path_buf(),
+            dir: layout::kernels().join(format!("{variant}-{}", role.name())),
+            fragments,
+            key: hex(&h.finalize()),
+        })
+    }
+
+    pub fn bzimage(&self) -> PathBuf {
+        self.dir.join("arch/x86/boot/bzImage")
+    }
+
+    fn stamp(&self) -> PathBuf {
+        self.dir.join("hh-stamp")
+    }
+
+    /// True when this exact build is already done.
+    pub fn is_fresh(&self) -> bool {
+        self.bzimage().exists() && std::fs::read_to_string(self.stamp()).ok().as_deref() == Some(&self.key)
+    }
+}
+
+/// Makes the .config: tinyconfig, plus the fragments, through olddefconfig,
+/// then checks that every requested option survived. The work happens in a
+/// scratch directory, and the build directory's .config is replaced only
+/// when it differs, so an unchanged config triggers no rebuild.
+pub fn configure(sh: &Shell, plan: &Plan, log: &Path, progress: &Progress) -> Result<()> {
+    let scratch = plan.dir.with_extension("kconfig");
+    sh.create_dir(&scratch)?;
+    progress.say(format!("{}: tinyconfig", plan.role.name()));
+    make(&plan.src, &scratch, &["tinyconfig"], log, progress)?;
+    let mut config = std::fs::read_to_string(scratch.join(".config"))?;
+    let mut wanted = Vec::new();
+    for f in &plan.fragments {
+        let text = std::fs::read_to_string(f)?;
+        wanted.extend(kconfig::parse(&text));
+        config.push_str(&text);
+    }
+    std::fs::write(scratch.join(".config"), config)?;
+    progress.say(format!("{}: olddefconfig", plan.role.name()));
+    make(&plan.src, &scratch, &["olddefconfig"], log, progress)?;
+    let result = std::fs::read_to_string(scratch.join(".config"))?;
+    let missing = kconfig::missing(&wanted, &result);
+    if !missing.is_empty() {
+        bail!(
+            "{} kernel config: olddefconfig dropped {} requested option(s), probably unmet dependencies:\n  {}\n  \
+             fragments: {}\n  fix: add what they depend on to the fragment (see `make menuconfig` help for each)",
+            plan.role.name(),
+            missing.len(),
+            missing.join("\n  "),
+            plan.fragments.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ")
+        );
+    }
+    let current = std::fs::read_to_string(plan.dir.join(".config")).unwrap_or_default();
+    if current != result {
+        sh.create_dir(&plan.dir)?;
+        std::fs::write(plan.dir.join(".config"), result)?;
+    }
+    Ok(())
+}
+
+/// Builds the bzImage and stamps the build directory.
+pub fn build(plan: &Plan, log: &Path, progress: &Progress) -> Result<()> {
+    let _ = std::fs::remove_file(plan.stamp());
+    let jobs = std::thread::available_parallelism()
+        .map_or(2, |n| n.get() + 1)
+        .to_string();
+    make(&plan.src, &plan.dir, &["-j", &jobs, "bzImage"], log, progress)?;
+    std::fs::write(plan.stamp(), &plan.key)?;
+    Ok(())
+}
+
+/// Runs make out of tree, appending its output to `log` and showing the
+/// latest line as progress. On failure the error carries the log's tail.
+fn make(src: &Path, out: &Path, targets: &[&str], log: &Path, progress: &Progress) -> Result<()> {
+    let file = File::options().create(true).append(true).open(log)?;
+    let mut child = Command::new("make")
+        .arg("-C")
+        .arg(src)
+        .arg(format!("O={}", out.display()))
+        .args(targets)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(file.try_clone()?))
+        .spawn()
+        .context("start make")?;
+    let mut log_out = file;
+    for line in BufReader::new(child.stdout.take().context("make's stdout")?).lines() {
+        let line = line?;
+        std::io::Write::write_all(&mut log_out, format!("{line}\n").as_bytes())?;
+        progress.say(line.trim().to_string());
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!(
+            "make {} failed ({status}); last lines of {}:\n{}",
+            targets.join(" "),
+            log.display(),
+            tail(log, 25)
+        );
+    }
+    Ok(())
+}
+
+/// The last `n` lines of a log, indented, for error messages.
+pub fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `__NR_hello_hypercall` from the built kernel's generated unistd_64.h,
+/// or `None` when the kernel has no such syscall.
+pub fn syscall_nr(build_dir: &Path) -> Result<Option<i64>> {
+    let header = build_dir.join("arch/x86/include/generated/uapi/asm/unistd_64.h");
+    let text = std::fs::read_to_string(&header).with_context(|| format!("read {}", header.display()))?;
+    Ok(nr_from_unistd(&text, "__NR_hello_hypercall"))
+}
+
+fn nr_from_unistd(text: &str, name: &str) -> Option<i64> {
+    text.lines().find_map(|l| {
+        let mut words = l.split_whitespace();
+        (words.next() == Some("#define") && words.next() == Some(name)).then(|| words.next()?.parse().ok())?
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syscall_number_from_generated_header() {
+        let h = "#define __NR_uretprobe 335\n#define __NR_hello_hypercall 336\n";
+        assert_eq!(nr_from_unistd(h, "__NR_hello_hypercall"), Some(336));
+        assert_eq!(nr_from_unistd(h, "__NR_hello"), None);
+    }
+}

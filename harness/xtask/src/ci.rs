@@ -1,0 +1,128 @@
+//! `cargo xtask ci`: everything CI runs, in the order that fails fastest.
+//!
+//! Format, clippy and unit tests; the series applied and checkpatched on
+//! every base; the E2E on 6.12, which must pass; and its negative control
+//! on the unpatched kernels, which must fail for the documented reasons.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use xshell::{cmd, Shell};
+
+use crate::flags::{Accel, CiArgs, E2eArgs, KernelArgs, KernelVersion, PatchesArgs};
+use crate::verdict::Verdict;
+use crate::{e2e, layout, patches};
+
+pub fn run(args: &CiArgs) -> Result<ExitCode> {
+    let sh = Shell::new()?;
+    let _dir = sh.push_dir(layout::root());
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut results: Vec<(String, Result<()>)> = Vec::new();
+    let mut step = |name: &str, result: Result<()>| {
+        match &result {
+            Ok(()) => println!("ci: {name}: ok"),
+            Err(e) => println!("ci: {name}: FAILED: {e:#}"),
+        }
+        results.push((name.to_string(), result));
+    };
+
+    step(
+        "fmt",
+        cmd!(sh, "{cargo} fmt --all --check").run().map_err(Into::into),
+    );
+    step(
+        "clippy",
+        cmd!(
+            sh,
+            "{cargo} clippy --quiet --workspace --all-targets -- -D warnings"
+        )
+        .run()
+        .map_err(Into::into),
+    );
+    step(
+        "unit tests",
+        cmd!(sh, "{cargo} test --quiet --workspace")
+            .run()
+            .map_err(Into::into),
+    );
+    for version in [KernelVersion::V6_12, KernelVersion::V6_1] {
+        let name = format!("patches {}", version.name());
+        let kernel = KernelArgs {
+            kernel: version,
+            tree: None,
+            unpatched: false,
+        };
+        step(&name, expect_success(patches::run(&PatchesArgs { kernel })));
+    }
+    if !args.no_e2e {
+        step("e2e 6.12", e2e_expect(KernelVersion::V6_12, false));
+        step(
+            "e2e 6.12 --unpatched (negative control)",
+            e2e_expect(KernelVersion::V6_12, true),
+        );
+    }
+
+    let failed: Vec<&str> = results
+        .iter()
+        .filter(|(_, r)| r.is_err())
+        .map(|(n, _)| n.as_str())
+        .collect();
+    println!();
+    if !failed.is_empty() {
+        println!("ci: failed: {}", failed.join(", "));
+    }
+    // The plain closing line CI systems read.
+    println!("{} passed, {} failed", results.len() - failed.len(), failed.len());
+    Ok(if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn expect_success(result: Result<ExitCode>) -> Result<()> {
+    match result? {
+        c if c == ExitCode::SUCCESS => Ok(()),
+        _ => anyhow::bail!("exited non-zero"),
+    }
+}
+
+/// Runs the E2E; patched must pass, unpatched must fail on the checks that
+/// prove the series is what makes the difference.
+fn e2e_expect(kernel: KernelVersion, unpatched: bool) -> Result<()> {
+    let args = E2eArgs {
+        kernel: KernelArgs {
+            kernel,
+            tree: None,
+            unpatched,
+        },
+        accel: Accel::Auto,
+        keep_going: false,
+        timeout: 300,
+    };
+    let report = e2e::execute(&args)?;
+    report.print();
+    let failed = |name: &str| {
+        report
+            .checks
+            .iter()
+            .any(|c| c.name == name && c.verdict == Verdict::Fail)
+    };
+    match (unpatched, report.verdict) {
+        (false, Verdict::Pass) => Ok(()),
+        (false, v) => anyhow::bail!("the E2E did not pass ({v:?})"),
+        (true, Verdict::Fail) => {
+            let wanted = ["host_param", "syscall_greeting", "host_trace_greeting"];
+            let missing: Vec<&str> = wanted.iter().copied().filter(|n| !failed(n)).collect();
+            if missing.is_empty() {
+                println!("ci: the unpatched run failed as it must ({})", wanted.join(", "));
+                Ok(())
+            } else {
+                anyhow::bail!("the unpatched run failed, but not on {}", missing.join(", "))
+            }
+        }
+        (true, v) => anyhow::bail!(
+            "the unpatched run did not fail ({v:?}): the checks cannot tell a patched kernel apart"
+        ),
+    }
+}

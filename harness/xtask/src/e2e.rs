@@ -1,0 +1,381 @@
+//! `cargo xtask e2e`: from Debian's kernel source to the "Hello World"
+//! line in the host's trace buffer.
+//!
+//! Stages: deps, source, patch, config, build, images, boot, verdict. Every
+//! stage failure still ends in a report (report.json, report.xml) that
+//! names it, and every log stays in the run directory.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use xshell::{cmd, Shell};
+
+use crate::build::{self, Plan, Role};
+use crate::flags::{self, E2eArgs};
+use crate::patches::{self, Series};
+use crate::qemu::{self, Accel, L1};
+use crate::report::Report;
+use crate::stage::Stages;
+use crate::verdict::{self, Check, Evidence, Verdict};
+use crate::{deps, initramfs, layout, selftests, source, trace};
+
+/// Guest memory: L1 holds L2 plus its own kernel and QEMU.
+pub const L1_MEMORY_MIB: u32 = 1024;
+const L2_MEMORY_MIB: u32 = 256;
+/// L2's deadline inside L1; L1's own comes from --timeout.
+const L2_TIMEOUT: Duration = Duration::from_secs(300);
+/// Each KVM selftest's deadline inside L1 (the kselftest default for kvm).
+const SELFTEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// Per-CPU trace buffer in L1: room for every hypercall of a run.
+const TRACE_BUFFER_KB: u32 = 4096;
+/// The target the static guest programs are built for (see images()).
+const GUEST_TARGET: &str = "x86_64-unknown-linux-gnu";
+
+pub fn run(args: &E2eArgs) -> Result<ExitCode> {
+    let report = execute(args)?;
+    report.print();
+    Ok(match report.verdict {
+        Verdict::Pass => ExitCode::SUCCESS,
+        Verdict::Fail => ExitCode::FAILURE,
+        // Distinct from failure, so CI can tell "could not run" apart.
+        Verdict::Skip => ExitCode::from(2),
+    })
+}
+
+/// Runs every stage and returns the written report.
+pub fn execute(args: &E2eArgs) -> Result<Report> {
+    let sh = Shell::new()?;
+    let run_dir = new_run_dir(&sh, args)?;
+    println!("run directory: {}", run_dir.display());
+    let mut stages = Stages::default();
+    let mut accel = None;
+    let mut host_kernel = None;
+    let checks = match pipeline(&sh, args, &run_dir, &mut stages, &mut accel, &mut host_kernel) {
+        Ok(checks) => checks,
+        Err(err) => {
+            let stage = stages.timings.last().map_or("setup", |t| t.name.as_str());
+            vec![Check::new(
+                &format!("stage_{stage}"),
+                Verdict::Fail,
+                format!("{err:#}"),
+            )]
+        }
+    };
+    let report = Report {
+        verdict: verdict::overall(&checks),
+        kernel: args
+            .kernel
+            .tree
+            .as_ref()
+            .map_or(args.kernel.kernel.name().to_string(), |t| t.display().to_string()),
+        patched: !args.kernel.unpatched,
+        accel: accel.map(|a: Accel| a.name().to_string()),
+        run_dir: run_dir.display().to_string(),
+        host_kernel: host_kernel.map(|k: PathBuf| k.display().to_string()),
+        checks,
+        stages: stages.timings,
+    };
+    report.write(&[&layout::xtask(), &run_dir])?;
+    Ok(report)
+}
+
+/// target/xtask/runs/<UTC time>-<kernel>-<variant>, plus a `latest` link.
+fn new_run_dir(sh: &Shell, args: &E2eArgs) -> Result<PathBuf> {
+    let stamp = cmd!(sh, "date -u +%Y%m%d-%H%M%S").quiet().read()?;
+    let variant = if args.kernel.unpatched {
+        "unpatched"
+    } else {
+        "patched"
+    };
+    let name = format!("{stamp}-{}-{variant}", args.kernel.kernel.name());
+    let dir = layout::runs().join(&name);
+    std::fs::create_dir_all(&dir).context("create the run directory")?;
+    let latest = layout::runs().join("latest");
+    let _ = std::fs::remove_file(&latest);
+    let _ = std::os::unix::fs::symlink(&name, &latest);
+    Ok(dir)
+}
+
+fn pipeline(
+    sh: &Shell,
+    args: &E2eArgs,
+    run_dir: &Path,
+    stages: &mut Stages,
+    accel: &mut Option<Accel>,
+    host_kernel: &mut Option<PathBuf>,
+) -> Result<Vec<Check>> {
+    let version = args.kernel.kernel;
+    let tarball = source::tarball(version);
+    let tarballs = if args.kernel.tree.is_some() {
+        vec![]
+    } else {
+        vec![(tarball.as_path(), source::package(version))]
+    };
+    stages.run("deps", |p| deps::ensure(sh, &tarballs, p))?;
+    let source = stages.run("source", |p| source::prepare(sh, &args.kernel, p))?;
+    // The negative control does not need the series, only its syscall
+    // number when the series is there.
+    let series = match Series::load(&layout::series_dir(version)) {
+        Ok(series) => Some(series),
+        Err(_) if args.kernel.unpatched => None,
+        Err(err) => return Err(err),
+    };
+
+    let (tree, variant, tree_id) = if args.kernel.unpatched {
+        println!("==> patch\n    skipped: --unpatched builds the base as is");
+        (
+            source.repo.clone(),
+            format!("{}-base", source.name),
+            source.base.clone(),
+        )
+    } else {
+        let series = series.as_ref().context("no series")?;
+        let tree = stages.run("patch", |p| patches::apply(sh, &source, series, p))?;
+        (
+            tree,
+            format!("{}-hello", source.name),
+            format!("{} {}", source.base, series.digest()?),
+        )
+    };
+    let patched = !args.kernel.unpatched;
+    let host = Plan::new(sh, Role::Host, &tree, &variant, &tree_id, patched)?;
+    let guest = Plan::new(sh, Role::Guest, &tree, &variant, &tree_id, patched)?;
+
+    let mut checks = Vec::new();
+    stages.run("config", |p| {
+        if host.is_fresh() && guest.is_fresh() {
+            p.cached();
+            return Ok(());
+        }
+        for plan in [&host, &guest] {
+            let log = run_dir.join(format!("config-{}.log", plan.role.name()));
+            if let Err(err) = build::configure(sh, plan, &log, p) {
+                if !args.keep_going {
+                    return Err(err);
+                }
+                checks.push(Check::new(
+                    &format!("config_{}", plan.role.name()),
+                    Verdict::Fail,
+                    format!("{err:#}"),
+                ));
+            }
+        }
+        Ok(())
+    })?;
+    stages.run("build", |p| {
+        if host.is_fresh() && guest.is_fresh() {
+            p.cached();
+        }
+        for plan in [&host, &guest] {
+            if !plan.is_fresh() {
+                build::build(plan, &run_dir.join(format!("build-{}.log", plan.role.name())), p)
+                    .with_context(|| format!("build the {} kernel", plan.role.name()))?;
+            }
+        }
+        Ok(())
+    })?;
+
+    *host_kernel = Some(host.bzimage());
+    // An unpatched tree has no such tests: the negative control runs none.
+    let tests = if patched {
+        stages.run("selftests", |p| {
+            selftests::build(sh, &host, &run_dir.join("build-selftests.log"), p)
+        })?
+    } else {
+        Vec::new()
+    };
+    stages.run("images", |p| {
+        images(sh, &guest, series.as_ref(), &tests, run_dir, p)
+    })?;
+    let qemu = qemu::which("qemu-system-x86_64").context("qemu-system-x86_64 is not on PATH")?;
+    let agent = layout::target().join(GUEST_TARGET).join("release/agent");
+    let outcome = stages.run("boot", |p| {
+        let chosen = resolve_accel(args.accel, &qemu, &host.bzimage(), run_dir)?;
+        *accel = Some(chosen);
+        p.say(format!("L1 on {}, L2 on L1's KVM", chosen.name()));
+        let l1 = L1 {
+            accel: chosen,
+            kernel: host.bzimage(),
+            agent: agent.clone(),
+            run_dir: run_dir.to_path_buf(),
+            memory_mib: L1_MEMORY_MIB,
+            // SeaBIOS, not qboot: qboot writes no MP table, and without ACPI
+            // or one, L1's virtio-pci devices get no interrupt and 9p hangs.
+            bios: None,
+            // In-kernel handling is off by default: the run opts in.
+            params: vec!["kvm.hello_hypercall=1".into()],
+        };
+        let argv = qemu::l1_args(&l1);
+        std::fs::write(
+            run_dir.join("l1-command.txt"),
+            format!("{} {}\n", qemu.display(), argv.join(" ")),
+        )?;
+        qemu::run(
+            &qemu,
+            &argv,
+            &run_dir.join("l1-qemu-stderr.log"),
+            Duration::from_secs(args.timeout),
+        )
+    })?;
+
+    let evidence = stages.run("verdict", |_| {
+        let read = |name: &str| std::fs::read_to_string(run_dir.join(name)).unwrap_or_default();
+        Ok(Evidence {
+            l1_code: outcome.code,
+            l1_timed_out: outcome.timed_out,
+            l1_console: read("l1-console.log"),
+            l1_qemu_stderr: read("l1-qemu-stderr.log"),
+            report: read("l1-report.log"),
+            l2_console: read("l2-console.log"),
+            trace: std::fs::read_to_string(run_dir.join("trace.txt"))
+                .ok()
+                .map(|t| trace::parse(&t, proto::TRACE_MARK_DISABLED)),
+            hc_nr: hypercall_nr(&tree),
+            selftests: tests
+                .iter()
+                .filter_map(|t| t.file_name())
+                .map(|n| {
+                    let n = n.to_string_lossy().into_owned();
+                    let log = read(&format!("selftest-{n}.log"));
+                    (n, log)
+                })
+                .collect(),
+        })
+    })?;
+    checks.extend(verdict::judge(&evidence));
+    Ok(checks)
+}
+
+/// Builds the static guest programs, L2's initramfs and the agent's
+/// config. Returns the syscall number handed to the probe.
+fn images(
+    sh: &Shell,
+    guest: &Plan,
+    series: Option<&Series>,
+    selftests: &[PathBuf],
+    run_dir: &Path,
+    p: &crate::stage::Progress,
+) -> Result<i64> {
+    p.say("cargo build --release (agent, probe: static)");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // crt-static on the gnu target gives self-contained binaries without
+    // installing another Rust target; --target keeps the flag away from
+    // build scripts and proc macros.
+    cmd!(
+        sh,
+        "{cargo} build --quiet --release --target {GUEST_TARGET} -p agent -p probe"
+    )
+    .quiet()
+    .env("RUSTFLAGS", "-C target-feature=+crt-static")
+    .run()
+    .context("build the static guest programs")?;
+    let bin = layout::target().join(GUEST_TARGET).join("release");
+
+    let nr = match build::syscall_nr(&guest.dir)? {
+        Some(nr) => nr,
+        // An unpatched guest has no number; use the series' own, so the
+        // probe still makes the call and the guest's answer is on record.
+        None => series
+            .map(nr_from_series)
+            .transpose()?
+            .flatten()
+            .context("no hello_hypercall entry in the guest's unistd_64.h nor in a series")?,
+    };
+    let probe = std::fs::read(bin.join("probe")).context("read the probe binary")?;
+    let initrd = run_dir.join("l2-initramfs.cpio");
+    std::fs::write(&initrd, initramfs::l2(&probe))?;
+
+    let qemu = qemu::which("qemu-system-x86_64").context("qemu-system-x86_64 is not on PATH")?;
+    let config = proto::AgentConfig {
+        qemu: qemu.display().to_string(),
+        bios: qemu::qboot().map(|b| b.display().to_string()).unwrap_or_default(),
+        l2_kernel: guest.bzimage().display().to_string(),
+        l2_initrd: initrd.display().to_string(),
+        l2_memory_mib: L2_MEMORY_MIB,
+        // quiet: every console byte of a nested guest is an exit through
+        // two hypervisors; errors still print.
+        l2_append: format!("console=ttyS0 panic=-1 quiet {}={nr}", proto::NR_ENV),
+        l2_timeout_secs: L2_TIMEOUT.as_secs(),
+        trace_buffer_kb: TRACE_BUFFER_KB,
+        selftests: selftests.iter().map(|t| t.display().to_string()).collect(),
+        selftest_timeout_secs: SELFTEST_TIMEOUT.as_secs(),
+    };
+    std::fs::write(
+        run_dir.join(proto::AGENT_CONFIG),
+        serde_json::to_string_pretty(&config)?,
+    )?;
+    Ok(nr)
+}
+
+/// The syscall number the series assigns, from its syscall_64.tbl hunk.
+fn nr_from_series(series: &Series) -> Result<Option<i64>> {
+    for path in series.paths() {
+        let text = std::fs::read_to_string(&path)?;
+        if let Some(nr) = nr_from_patch(&text) {
+            return Ok(Some(nr));
+        }
+    }
+    Ok(None)
+}
+
+fn nr_from_patch(text: &str) -> Option<i64> {
+    text.lines().find_map(|l| {
+        let mut w = l.strip_prefix('+')?.split_whitespace();
+        let nr = w.next()?.parse().ok()?;
+        (w.next().is_some() && w.next() == Some("hello_hypercall")).then_some(nr)
+    })
+}
+
+/// KVM_HC_HELLO_HYPERCALL as the host tree defines it.
+fn hypercall_nr(tree: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(tree.join("include/uapi/linux/kvm_para.h")).ok()?;
+    text.lines().find_map(|l| {
+        let mut w = l.split_whitespace();
+        (w.next() == Some("#define") && w.next() == Some("KVM_HC_HELLO_HYPERCALL"))
+            .then(|| w.next()?.parse().ok())?
+    })
+}
+
+/// Picks L1's accelerator and says which, loudly: a silent fall back to
+/// TCG is a classic complaint about such tools.
+fn resolve_accel(want: flags::Accel, qemu: &Path, kernel: &Path, run_dir: &Path) -> Result<Accel> {
+    match want {
+        flags::Accel::Tcg => {
+            println!("    L1 accelerator: TCG (--accel tcg), -cpu max emulates SVM for L2");
+            Ok(Accel::Tcg)
+        }
+        flags::Accel::Kvm => match qemu::probe_kvm(qemu, kernel, run_dir) {
+            Ok(()) => Ok(Accel::Kvm),
+            Err(why) => bail!("--accel kvm: KVM cannot run L1 here: {why}; use --accel tcg"),
+        },
+        flags::Accel::Auto => match qemu::probe_kvm(qemu, kernel, run_dir) {
+            Ok(()) => {
+                println!("    L1 accelerator: KVM (a probe boot worked, nesting allowed)");
+                Ok(Accel::Kvm)
+            }
+            Err(why) => {
+                println!("    L1 accelerator: TCG, because KVM is unusable here: {why}");
+                Ok(Accel::Tcg)
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syscall_number_from_the_table_hunk() {
+        let patch =
+            "+++ b/arch/x86/entry/syscalls/syscall_64.tbl\n 335\tcommon\turetprobe\t\tsys_uretprobe\n\
+                     +336\tcommon\thello_hypercall\t\tsys_hello_hypercall\n";
+        assert_eq!(nr_from_patch(patch), Some(336));
+        assert_eq!(
+            nr_from_patch("+asmlinkage long sys_hello_hypercall(void);\n"),
+            None
+        );
+    }
+}

@@ -1,0 +1,94 @@
+//! The command line: every verb and option a user can type.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "cargo xtask",
+    about = "Build, boot and judge the KVM_HC_HELLO_HYPERCALL series"
+)]
+pub struct Xtask {
+    #[command(subcommand)]
+    pub verb: Verb,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Verb {
+    /// Build the host and guest kernels, boot them nested, check the host's trace.
+    E2e(E2eArgs),
+    /// Apply the series to the Debian source and run checkpatch on every patch.
+    Patches(PatchesArgs),
+    /// Everything CI runs: format, clippy, unit tests, the E2E and its negative control.
+    Ci(CiArgs),
+    /// Time a warm E2E against a raw nested QEMU run of the same kernels; writes bench.json.
+    Bench(BenchArgs),
+}
+
+/// Which Debian kernel source to build on.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelVersion {
+    #[value(name = "6.12")]
+    V6_12,
+    #[value(name = "6.1")]
+    V6_1,
+}
+
+/// How L1 is accelerated.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accel {
+    /// KVM when a probe boot shows it works with nested virtualisation, else TCG.
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct KernelArgs {
+    /// Kernel source to build on.
+    #[arg(long, value_enum, default_value = "6.12")]
+    pub kernel: KernelVersion,
+    /// Your own kernel git tree: the series is applied in a scratch worktree
+    /// of it, never in your checkout.
+    #[arg(long, value_name = "PATH")]
+    pub tree: Option<PathBuf>,
+    /// Build without the series: the negative control, which must FAIL.
+    #[arg(long)]
+    pub unpatched: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct E2eArgs {
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+    /// How to accelerate L1.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub accel: Accel,
+    /// Run every check even after a stage failed, where later stages can run.
+    #[arg(long)]
+    pub keep_going: bool,
+    /// L1's deadline in seconds; QEMU is killed when it passes.
+    #[arg(long, default_value_t = 300)]
+    pub timeout: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct PatchesArgs {
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct CiArgs {
+    /// Skip the E2E runs (format, clippy, unit tests and checkpatch only).
+    #[arg(long)]
+    pub no_e2e: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Timed rounds; each runs a warm E2E and a raw nested boot. Medians are reported.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+}

@@ -1,0 +1,58 @@
+//! Where things live: the repository's inputs and everything xtask writes
+//! under target/. Nothing outside target/ is ever written.
+
+use std::path::{Path, PathBuf};
+
+use crate::flags::KernelVersion;
+
+/// The repository root, found from this crate's manifest so that xtask
+/// works from any directory.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("harness/xtask sits two levels below the root")
+        .to_path_buf()
+}
+
+pub fn target() -> PathBuf {
+    root().join("target")
+}
+
+/// Extracted kernel sources and their patched worktrees.
+pub fn sources() -> PathBuf {
+    target().join("src")
+}
+
+/// Out-of-tree kernel build directories, one per kernel variant.
+pub fn kernels() -> PathBuf {
+    target().join("kernels")
+}
+
+/// Reports, runs and benchmark figures.
+pub fn xtask() -> PathBuf {
+    target().join("xtask")
+}
+
+pub fn runs() -> PathBuf {
+    xtask().join("runs")
+}
+
+pub fn configs() -> PathBuf {
+    root().join("harness").join("configs")
+}
+
+/// The series directory of a kernel version, e.g. patches/v6.12.
+pub fn series_dir(version: KernelVersion) -> PathBuf {
+    root().join("patches").join(format!("v{}", version.name()))
+}
+
+impl KernelVersion {
+    /// The version as Debian names its source package: "6.12".
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelVersion::V6_12 => "6.12",
+            KernelVersion::V6_1 => "6.1",
+        }
+    }
+}

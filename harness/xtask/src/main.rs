@@ -1,0 +1,47 @@
+//! `cargo xtask`: the hello-hypercall project's automation.
+//!
+//! Verbs: `e2e` (build both kernels, boot them nested, judge the host's
+//! trace), `patches` (apply and checkpatch the series), `ci` (everything CI
+//! runs), `bench` (timings into target/xtask/bench.json). This file only
+//! parses flags and dispatches; each verb lives in the module of its name.
+
+mod bench;
+mod build;
+mod ci;
+mod deps;
+mod e2e;
+mod flags;
+mod initramfs;
+mod kconfig;
+mod layout;
+mod patches;
+mod qemu;
+mod report;
+mod selftests;
+mod source;
+mod stage;
+#[cfg(test)]
+mod tidy;
+mod trace;
+mod verdict;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let flags = flags::Xtask::parse();
+    let result = match flags.verb {
+        flags::Verb::E2e(args) => e2e::run(&args),
+        flags::Verb::Patches(args) => patches::run(&args),
+        flags::Verb::Ci(args) => ci::run(&args),
+        flags::Verb::Bench(args) => bench::run(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! L1's QEMU: the command line from small pure functions (one comment per
+//! flag on why it is there), the KVM probe, and a run with a deadline that
+//! never leaves QEMU behind.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+/// The accelerator L1 actually runs on, after `--accel auto` was resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
+
+impl Accel {
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
+}
+
+/// What L1 boots and where its output goes.
+pub struct L1 {
+    pub accel: Accel,
+    pub kernel: PathBuf,
+    /// The agent binary, run as init from the host root.
+    pub agent: PathBuf,
+    /// The run directory, L1's only writable share.
+    pub run_dir: PathBuf,
+    pub memory_mib: u32,
+    pub bios: Option<PathBuf>,
+    /// Extra kernel parameters, e.g. `kvm.hello_hypercall=1`.
+    pub params: Vec<String>,
+}
+
+pub fn accel_args(accel: Accel) -> Vec<String> {
+    match accel {
+        // The host's CPU as is, nested virtualisation included.
+        Accel::Kvm => strings(&["-accel", "kvm", "-cpu", "host"]),
+        // TCG's "max" CPU emulates AMD SVM, so KVM works inside L1.
+        Accel::Tcg => strings(&["-accel", "tcg", "-cpu", "max"]),
+    }
+}
+
+/// Devices and board: as little as possible, since under TCG every
+/// emulated device costs boot time.
+pub fn machine_args(memory_mib: u32, bios: Option<&Path>) -> Vec<String> {
+    let mut args = strings(&[
+        "-m",
+        &memory_mib.to_string(),
+        // One vCPU: L2 gets one too, and the host's second core is left to
+        // QEMU's I/O thread.
+        "-smp",
+        "1",
+        // No default NIC, VGA, monitor or serial: only what is asked below.
+        "-nodefaults",
+        "-display",
+        "none",
+        // The agent ends with a reboot (no ACPI needed), which ends QEMU.
+        "-no-reboot",
+    ]);
+    if let Some(bios) = bios {
+        // qboot boots a -kernel faster than SeaBIOS.
+        args.extend(["-bios".into(), bios.display().to_string()]);
+    }
+    args
+}
+
+/// The host's root, read-only, as L1's root; and the run directory, writable.
+pub fn share_args(run_dir: &Path) -> Vec<String> {
+    let share = |id: &str, path: &Path, tag: &str, extra: &str| {
+        [
+            "-fsdev".to_string(),
+            format!("local,id={id},path={},security_model=none{extra}", path.display()),
+            "-device".to_string(),
+            format!("virtio-9p-pci,fsdev={id},mount_tag={tag}"),
+        ]
+    };
+    let mut args = Vec::new();
+    // L1 runs the host's own QEMU (and its libraries) for L2 from here.
+    // remap: the host's / spans several file systems, whose inode numbers
+    // would otherwise collide inside L1.
+    args.extend(share(
+        "root",
+        Path::new("/"),
+        "/dev/root",
+        ",readonly=on,multidevs=remap",
+    ));
+    args.extend(share("out", run_dir, proto::OUT_TAG, ""));
+    args
+}
+
+/// L1's kernel command line.
+pub fn append(l1: &L1) -> String {
+    let mut params = vec![
+        "console=ttyS0".to_string(),
+        // A 9p root: the kernel only mounts it by name with root=/dev/root
+        // when it has no block layer.
+        "root=/dev/root".into(),
+        "rootfstype=9p".into(),
+        // loose caching: the root is read-only, so nothing can go stale, and
+        // QEMU's binary and libraries load much faster.
+        "rootflags=trans=virtio,version=9p2000.L,msize=262144,cache=loose".into(),
+        "ro".into(),
+        format!("init={}", l1.agent.display()),
+        // A panic reboots at once, and -no-reboot turns that into an exit.
+        "panic=-1".into(),
+    ];
+    params.extend(l1.params.iter().cloned());
+    params.join(" ")
+}
+
+/// The whole L1 argv (without the program).
+pub fn l1_args(l1: &L1) -> Vec<String> {
+    let mut args = accel_args(l1.accel);
+    args.extend(machine_args(l1.memory_mib, l1.bios.as_deref()));
+    args.extend(share_args(&l1.run_dir));
+    args.extend(["-kernel".into(), l1.kernel.display().to_string()]);
+    args.extend(["-append".into(), append(l1)]);
+    // ttyS0: the console; ttyS1: the agent's report, a channel of its own.
+    for file in ["l1-console.log", "l1-report.log"] {
+        args.extend([
+            "-serial".into(),
+            format!("file:{}", l1.run_dir.join(file).display()),
+        ]);
+    }
+    args
+}
+
+fn strings(s: &[&str]) -> Vec<String> {
+    s.iter().map(|s| s.to_string()).collect()
+}
+
+/// Finds a program on PATH; L1 needs QEMU's absolute path.
+pub fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
+/// qboot, when QEMU ships it.
+pub fn qboot() -> Option<PathBuf> {
+    let p = PathBuf::from("/usr/share/qemu/qboot.rom");
+    p.exists().then_some(p)
+}
+
+/// How a QEMU run ended.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub code: Option<i32>,
+    pub timed_out: bool,
+}
+
+/// Kills QEMU when dropped, so no error path leaves it running.
+struct Reaper(Child);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Runs QEMU until it exits or the deadline passes. QEMU's own stderr goes
+/// to `stderr_log`.
+pub fn run(qemu: &Path, args: &[String], stderr_log: &Path, timeout: Duration) -> Result<Outcome> {
+    let stderr = std::fs::File::create(stderr_log)?;
+    let started = Instant::now();
+    let child = Command::new(qemu)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .with_context(|| format!("start {}", qemu.display()))?;
+    let mut child = Reaper(child);
+    loop {
+        if let Some(status) = child.0.try_wait()? {
+            return Ok(Outcome {
+                code: status.code(),
+                timed_out: false,
+            });
+        }
+        if started.elapsed() >= timeout {
+            drop(child);
+            return Ok(Outcome {
+                code: None,
+                timed_out: true,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Decides whether L1 can use KVM: /dev/kvm must exist, the host's KVM must
+/// allow nesting, and a short boot of `kernel` under KVM must get as far as
+/// the kernel's own "no root" panic. `Err` carries the reason for TCG.
+pub fn probe_kvm(qemu: &Path, kernel: &Path, dir: &Path) -> Result<(), String> {
+    if !Path::new("/dev/kvm").exists() {
+        return Err("no /dev/kvm".into());
+    }
+    let nested = ["kvm_amd", "kvm_intel"].iter().any(|m| {
+        std::fs::read_to_string(format!("/sys/module/{m}/parameters/nested"))
+            .is_ok_and(|v| matches!(v.trim(), "1" | "Y"))
+    });
+    if !nested {
+        return Err("the host's KVM does not allow nested virtualisation".into());
+    }
+    let log = dir.join("kvm-probe-console.log");
+    let mut args = accel_args(Accel::Kvm);
+    args.extend(machine_args(256, None));
+    args.extend(strings(&["-kernel", &kernel.display().to_string()]));
+    args.extend(strings(&["-append", "console=ttyS0 panic=-1"]));
+    args.extend(["-serial".into(), format!("file:{}", log.display())]);
+    let outcome = run(
+        qemu,
+        &args,
+        &dir.join("kvm-probe-qemu.log"),
+        Duration::from_secs(60),
+    )
+    .map_err(|e| format!("{e:#}"))?;
+    let console = std::fs::read_to_string(&log).unwrap_or_default();
+    if console.contains("Kernel panic - not syncing: VFS") {
+        return Ok(());
+    }
+    let why = std::fs::read_to_string(dir.join("kvm-probe-qemu.log")).unwrap_or_default();
+    let why = why.lines().last().unwrap_or("no output").to_string();
+    Err(format!(
+        "a test boot under KVM did not reach the kernel's root mount (QEMU exit {:?}: {why})",
+        outcome.code
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn l1() -> L1 {
+        L1 {
+            accel: Accel::Tcg,
+            kernel: "/k/bzImage".into(),
+            agent: "/t/agent".into(),
+            run_dir: "/t/run".into(),
+            memory_mib: 1024,
+            bios: None,
+            params: vec!["kvm.hello_hypercall=1".into()],
+        }
+    }
+
+    #[test]
+    fn tcg_uses_max_cpu_for_svm() {
+        assert_eq!(accel_args(Accel::Tcg), ["-accel", "tcg", "-cpu", "max"]);
+        assert_eq!(accel_args(Accel::Kvm), ["-accel", "kvm", "-cpu", "host"]);
+    }
+
+    #[test]
+    fn l1_boots_the_agent_from_a_read_only_9p_root() {
+        let a = append(&l1());
+        assert!(a.contains("root=/dev/root rootfstype=9p"));
+        assert!(a.contains(" ro init=/t/agent panic=-1 kvm.hello_hypercall=1"));
+        let args = l1_args(&l1()).join(" ");
+        assert!(args.contains("-fsdev local,id=root,path=/,security_model=none,readonly=on"));
+        assert!(args.contains("-device virtio-9p-pci,fsdev=root,mount_tag=/dev/root"));
+        assert!(args.contains("-fsdev local,id=out,path=/t/run,security_model=none"));
+        assert!(args.ends_with("-serial file:/t/run/l1-console.log -serial file:/t/run/l1-report.log"));
+        assert!(args.contains("-no-reboot"));
+    }
+}

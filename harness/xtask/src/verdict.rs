@@ -1,0 +1,591 @@
+//! The verdict: named checks drawn from what the guests reported, the
+//! host's trace and the consoles. Pure: the inputs are texts and facts, so
+//! every rule is tested on captured logs.
+//!
+//! A run that crashed, hung or reported nothing never passes: those end in
+//! a failing `l1_boot` or `l2_run` check that says CRASH, TIMEOUT or
+//! NO RESULT.
+
+use proto::{Call, Event};
+use serde::Serialize;
+
+use crate::trace::Trace;
+
+#[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Pass,
+    Fail,
+    Skip,
+}
+
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct Check {
+    pub name: String,
+    pub verdict: Verdict,
+    pub detail: String,
+}
+
+impl Check {
+    pub fn new(name: &str, verdict: Verdict, detail: impl Into<String>) -> Check {
+        Check {
+            name: name.into(),
+            verdict,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Everything a finished boot left behind.
+pub struct Evidence {
+    /// L1's QEMU exit code, `None` when it was killed.
+    pub l1_code: Option<i32>,
+    pub l1_timed_out: bool,
+    pub l1_console: String,
+    /// What QEMU itself printed, e.g. why it refused to start.
+    pub l1_qemu_stderr: String,
+    /// The agent's report (L1's second serial port).
+    pub report: String,
+    pub l2_console: String,
+    /// The saved trace, when the agent got that far.
+    pub trace: Option<Trace>,
+    /// KVM_HC_HELLO_HYPERCALL from the host tree's kvm_para.h; `None` when
+    /// the tree does not define it.
+    pub hc_nr: Option<u64>,
+    /// The KVM selftests the agent was asked to run, with their output.
+    pub selftests: Vec<(String, String)>,
+}
+
+const EPERM: i32 = 1;
+const EFAULT: i32 = 14;
+const EINVAL: i32 = 22;
+const ENOSYS: i32 = 38;
+const EOPNOTSUPP: i32 = 95;
+
+/// What the ABI promises for one syscall case.
+enum Want {
+    /// A return value and the bytes stored (escaped), canaries intact.
+    Stored(i64, &'static str),
+    /// Return 0, nothing stored.
+    Zero,
+    /// Fail with this errno.
+    Errno(i32),
+}
+
+/// The syscall checks: check name, probe case, expected result.
+const SYSCALL_CHECKS: &[(&str, &str, Want)] = &[
+    (
+        "syscall_greeting",
+        "root_buf",
+        Want::Stored(12, "Hello World\\x00"),
+    ),
+    ("syscall_null_buffer", "root_null", Want::Zero),
+    ("syscall_short_buffer", "root_short", Want::Stored(5, "Hell\\x00")),
+    ("syscall_zero_length", "root_zero_len", Want::Errno(EINVAL)),
+    ("syscall_bad_pointer", "root_bad_pointer", Want::Errno(EFAULT)),
+    ("syscall_unprivileged", "user_buf", Want::Errno(EPERM)),
+    ("disabled_syscall", "disabled_buf", Want::Errno(EOPNOTSUPP)),
+];
+
+/// Lines that mean a kernel went wrong, whatever the tests said.
+const KERNEL_TROUBLE: &[&str] = &["Kernel panic", "BUG:", "Oops", "WARNING:", "Call Trace:"];
+
+pub fn judge(e: &Evidence) -> Vec<Check> {
+    let events: Vec<Event> = e.report.lines().filter_map(Event::from_line).collect();
+    let mut checks = Vec::new();
+
+    let agent_started = events
+        .iter()
+        .any(|ev| matches!(ev, Event::Hello { who, .. } if who == "agent"));
+    if !agent_started {
+        let mut why = no_report("L1", e.l1_timed_out, &e.l1_console);
+        if e.l1_code.is_some_and(|c| c != 0) {
+            why.push_str(&format!(
+                "\nQEMU exited with {:?}:\n{}",
+                e.l1_code,
+                tail(&e.l1_qemu_stderr, 10)
+            ));
+        }
+        checks.push(Check::new("l1_boot", Verdict::Fail, why));
+        return checks;
+    }
+    checks.push(Check::new("l1_boot", Verdict::Pass, "the agent started in L1"));
+
+    let errors: Vec<&str> = events
+        .iter()
+        .filter_map(|ev| match ev {
+            Event::Error { what } => Some(what.as_str()),
+            _ => None,
+        })
+        .collect();
+    let agent_done = events
+        .iter()
+        .any(|ev| matches!(ev, Event::Done { who } if who == "agent"));
+    checks.push(if !errors.is_empty() {
+        Check::new(
+            "agent",
+            Verdict::Fail,
+            format!("a guest program failed: {}", errors.join("; ")),
+        )
+    } else if !agent_done {
+        Check::new(
+            "agent",
+            Verdict::Fail,
+            no_report("L1", e.l1_timed_out, &e.l1_console),
+        )
+    } else {
+        Check::new("agent", Verdict::Pass, "the agent reported to its end")
+    });
+
+    if let Some(reason) = events.iter().find_map(|ev| match ev {
+        Event::Skip { reason } => Some(reason.clone()),
+        _ => None,
+    }) {
+        checks.push(Check::new("nested_kvm", Verdict::Skip, format!("SKIP: {reason}")));
+        return checks;
+    }
+
+    checks.push(param_check(&events));
+    checks.push(l2_check(&events, &e.l2_console));
+
+    let calls: Vec<&Call> = events
+        .iter()
+        .filter_map(|ev| match ev {
+            Event::Call(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    for (name, case, want) in SYSCALL_CHECKS {
+        checks.push(syscall_check(
+            name,
+            calls.iter().find(|c| c.case == *case).copied(),
+            want,
+        ));
+    }
+    checks.extend(trace_checks(e.trace.as_ref(), e.hc_nr));
+    for (name, log) in &e.selftests {
+        checks.push(selftest_check(name, log, &events));
+    }
+    checks.push(console_check("l1_console_clean", "L1", &e.l1_console));
+    checks.push(console_check("l2_console_clean", "L2", &e.l2_console));
+    checks
+}
+
+/// The run's verdict: any failure fails it; a skip without failures skips it.
+pub fn overall(checks: &[Check]) -> Verdict {
+    if checks.iter().any(|c| c.verdict == Verdict::Fail) {
+        Verdict::Fail
+    } else if checks.iter().any(|c| c.verdict == Verdict::Skip) || checks.is_empty() {
+        Verdict::Skip
+    } else {
+        Verdict::Pass
+    }
+}
+
+/// Why a VM reported nothing: CRASH with the panic line, TIMEOUT, or
+/// NO RESULT with the console's last line.
+fn no_report(vm: &str, timed_out: bool, console: &str) -> String {
+    if let Some(line) = console.lines().find(|l| l.contains("Kernel panic")) {
+        return format!("CRASH: {vm} panicked: {}\n{}", line.trim(), tail(console, 15));
+    }
+    if timed_out {
+        return format!(
+            "TIMEOUT: {vm} did not finish before its deadline and was killed\n{}",
+            tail(console, 15)
+        );
+    }
+    format!(
+        "NO RESULT: {vm}'s report is missing or incomplete\n{}",
+        tail(console, 15)
+    )
+}
+
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let from = lines.len().saturating_sub(n);
+    lines[from..]
+        .iter()
+        .map(|l| format!("    | {}", l.trim_end()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn param_check(events: &[Event]) -> Check {
+    let value = events.iter().find_map(|ev| match ev {
+        Event::Fact { name, value } if name == "hello_hypercall_param" => Some(value.as_str()),
+        _ => None,
+    });
+    match value {
+        Some("on") => Check::new("host_param", Verdict::Pass, "kvm.hello_hypercall is on in L1"),
+        Some("absent") => Check::new(
+            "host_param",
+            Verdict::Fail,
+            "L1 has no kvm.hello_hypercall parameter: the host kernel lacks the series (or CONFIG_KVM_HELLO_HYPERCALL)",
+        ),
+        Some(other) => Check::new("host_param", Verdict::Fail, format!("kvm.hello_hypercall is {other} in L1; the run enables it on the command line")),
+        None => Check::new("host_param", Verdict::Fail, "the agent did not report kvm.hello_hypercall"),
+    }
+}
+
+fn l2_check(events: &[Event], console: &str) -> Check {
+    let exit = events.iter().find_map(|ev| match ev {
+        Event::L2Exit {
+            status,
+            timed_out,
+            seconds,
+        } => Some((*status, *timed_out, *seconds)),
+        _ => None,
+    });
+    let probe_done = events
+        .iter()
+        .any(|ev| matches!(ev, Event::Done { who } if who == "probe"));
+    match exit {
+        Some((_, false, secs)) if probe_done => Check::new(
+            "l2_run",
+            Verdict::Pass,
+            format!("L2 booted, the probe reported, L2 ended after {secs:.1}s"),
+        ),
+        Some((_, timed_out, _)) => Check::new("l2_run", Verdict::Fail, no_report("L2", timed_out, console)),
+        None => Check::new("l2_run", Verdict::Fail, "the agent did not report how L2 ended"),
+    }
+}
+
+fn syscall_check(name: &str, call: Option<&Call>, want: &Want) -> Check {
+    let Some(c) = call else {
+        return Check::new(
+            name,
+            Verdict::Fail,
+            "NO RESULT: the probe did not report this call",
+        );
+    };
+    let got = describe(c);
+    let ok = match want {
+        Want::Stored(ret, data) => c.ret == *ret && c.data == *data && c.canary_intact,
+        Want::Zero => c.ret == 0,
+        Want::Errno(errno) => c.ret == -1 && c.errno == *errno,
+    };
+    let wanted = match want {
+        Want::Stored(ret, data) => format!("{ret} with \"{data}\" stored and the canaries intact"),
+        Want::Zero => "0".into(),
+        Want::Errno(errno) => format!("-1, {}", errno_name(*errno)),
+    };
+    if ok {
+        Check::new(name, Verdict::Pass, format!("got {got}"))
+    } else {
+        Check::new(
+            name,
+            Verdict::Fail,
+            format!("wanted {wanted}, got {got}{}", explain(c.errno)),
+        )
+    }
+}
+
+fn describe(c: &Call) -> String {
+    if c.ret == -1 {
+        return format!("-1, {}", errno_name(c.errno));
+    }
+    let canary = if c.canary_intact {
+        ""
+    } else {
+        ", canaries overwritten"
+    };
+    format!("{} with \"{}\" stored{canary}", c.ret, c.data)
+}
+
+fn errno_name(errno: i32) -> String {
+    match errno {
+        EPERM => "EPERM".into(),
+        EFAULT => "EFAULT".into(),
+        EINVAL => "EINVAL".into(),
+        ENOSYS => "ENOSYS".into(),
+        EOPNOTSUPP => "EOPNOTSUPP".into(),
+        n => format!("errno {n}"),
+    }
+}
+
+/// What a surprising errno most likely means.
+fn explain(errno: i32) -> &'static str {
+    match errno {
+        ENOSYS => ": the guest kernel has no hello_hypercall syscall (unpatched guest)",
+        EOPNOTSUPP => ": the host answered -KVM_ENOSYS (an unpatched host, or the hypercall disabled)",
+        _ => "",
+    }
+}
+
+fn trace_checks(trace: Option<&Trace>, hc_nr: Option<u64>) -> Vec<Check> {
+    const NAMES: [&str; 4] = [
+        "host_trace_greeting",
+        "host_trace_kvm_hypercall",
+        "host_trace_hypercall_exit",
+        "disabled_no_trace",
+    ];
+    let Some(t) = trace else {
+        return NAMES
+            .iter()
+            .map(|n| Check::new(n, Verdict::Fail, "NO RESULT: the agent saved no trace"))
+            .collect();
+    };
+    let mut checks = Vec::new();
+    let ours = |p: &crate::trace::Phase| hc_nr.and_then(|nr| p.hypercalls.get(&nr).copied()).unwrap_or(0);
+    let lost = if t.lost_events {
+        " (the trace buffer dropped events)"
+    } else {
+        ""
+    };
+
+    let (hello, calls) = (t.enabled.hello, ours(&t.enabled));
+    checks.push(if hello >= 3 && hello == calls {
+        Check::new(NAMES[0], Verdict::Pass, format!("{hello} \"Hello World\" lines, one per hello hypercall"))
+    } else if hello == 0 {
+        Check::new(NAMES[0], Verdict::Fail, format!("no \"Hello World\" line in the host's trace{lost}"))
+    } else {
+        Check::new(NAMES[0], Verdict::Fail, format!("{hello} \"Hello World\" lines for {calls} hello hypercalls; wanted one per successful call, at least 3{lost}"))
+    });
+
+    checks.push(match hc_nr {
+        None => Check::new(
+            NAMES[1],
+            Verdict::Fail,
+            "the host tree does not define KVM_HC_HELLO_HYPERCALL (unpatched host)",
+        ),
+        Some(nr) if calls > 0 => Check::new(
+            NAMES[1],
+            Verdict::Pass,
+            format!("{calls} kvm_hypercall events with nr {nr:#x}"),
+        ),
+        Some(nr) => Check::new(
+            NAMES[1],
+            Verdict::Fail,
+            format!("no kvm_hypercall event with nr {nr:#x}{lost}"),
+        ),
+    });
+
+    checks.push(if t.enabled.hypercall_exits > 0 {
+        Check::new(
+            NAMES[2],
+            Verdict::Pass,
+            format!(
+                "{} kvm_exit events for the hypercall instruction",
+                t.enabled.hypercall_exits
+            ),
+        )
+    } else {
+        Check::new(
+            NAMES[2],
+            Verdict::Fail,
+            format!("no kvm_exit event for a hypercall instruction{lost}"),
+        )
+    });
+
+    let disabled_calls = ours(&t.disabled);
+    checks.push(if !t.marker {
+        Check::new(
+            NAMES[3],
+            Verdict::Fail,
+            "the agent's phase marker is missing from the trace",
+        )
+    } else if t.disabled.hello > 0 {
+        Check::new(
+            NAMES[3],
+            Verdict::Fail,
+            format!(
+                "{} \"Hello World\" lines after the hypercall was disabled",
+                t.disabled.hello
+            ),
+        )
+    } else if disabled_calls == 0 {
+        Check::new(
+            NAMES[3],
+            Verdict::Fail,
+            "no hello hypercall reached the host after it was disabled",
+        )
+    } else {
+        Check::new(
+            NAMES[3],
+            Verdict::Pass,
+            format!("{disabled_calls} hypercalls while disabled, no \"Hello World\" line"),
+        )
+    });
+    checks
+}
+
+/// A KVM selftest passes on exit 0; exit 4 is kselftest's SKIP, which
+/// the run reports as a skip, never as a pass.
+fn selftest_check(name: &str, log: &str, events: &[Event]) -> Check {
+    let check = format!("kvm_selftest_{name}");
+    let last = log
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("no output")
+        .trim();
+    let result = events.iter().find_map(|ev| match ev {
+        Event::Selftest {
+            name: n,
+            status,
+            timed_out,
+        } if n == name => Some((*status, *timed_out)),
+        _ => None,
+    });
+    match result {
+        None => Check::new(
+            &check,
+            Verdict::Fail,
+            "NO RESULT: the agent did not report this selftest",
+        ),
+        Some((_, true)) => Check::new(
+            &check,
+            Verdict::Fail,
+            format!("TIMEOUT: killed at its deadline; last line: {last}"),
+        ),
+        Some((Some(0), _)) => Check::new(&check, Verdict::Pass, format!("exit 0: {last}")),
+        Some((Some(4), _)) => Check::new(&check, Verdict::Skip, format!("SKIP (exit 4): {last}")),
+        Some((status, _)) => Check::new(&check, Verdict::Fail, format!("exit {status:?}: {last}")),
+    }
+}
+
+fn console_check(name: &str, vm: &str, console: &str) -> Check {
+    let bad: Vec<&str> = console
+        .lines()
+        .filter(|l| KERNEL_TROUBLE.iter().any(|t| l.contains(t)))
+        .collect();
+    if bad.is_empty() {
+        Check::new(
+            name,
+            Verdict::Pass,
+            format!("no panic, BUG, Oops or WARNING on {vm}'s console"),
+        )
+    } else {
+        Check::new(
+            name,
+            Verdict::Fail,
+            format!("{vm}'s console: {}", bad.join(" | ")),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace;
+
+    fn fixture(name: &str) -> String {
+        let path = format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    fn evidence(report: &str, trace_text: Option<&str>) -> Evidence {
+        Evidence {
+            l1_code: Some(0),
+            l1_timed_out: false,
+            l1_console: String::new(),
+            l1_qemu_stderr: String::new(),
+            report: report.into(),
+            l2_console: String::new(),
+            trace: trace_text.map(|t| trace::parse(t, proto::TRACE_MARK_DISABLED)),
+            hc_nr: Some(13),
+            selftests: vec![],
+        }
+    }
+
+    fn verdict_of(checks: &[Check], name: &str) -> Verdict {
+        checks
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("no check {name}: {checks:?}"))
+            .verdict
+    }
+
+    #[test]
+    fn silence_is_no_result_never_pass() {
+        let checks = judge(&evidence("", None));
+        assert_eq!(overall(&checks), Verdict::Fail);
+        assert!(checks[0].detail.starts_with("NO RESULT"), "{checks:?}");
+    }
+
+    #[test]
+    fn a_panic_is_a_crash() {
+        let mut e = evidence("", None);
+        e.l1_console = "[    1.0] Kernel panic - not syncing: VFS: Unable to mount root fs\n".into();
+        let checks = judge(&e);
+        assert!(checks[0].detail.starts_with("CRASH: L1 panicked"), "{checks:?}");
+    }
+
+    #[test]
+    fn a_hang_is_a_timeout() {
+        let mut e = evidence("", None);
+        e.l1_timed_out = true;
+        e.l1_code = None;
+        assert!(judge(&e)[0].detail.starts_with("TIMEOUT"));
+    }
+
+    #[test]
+    fn a_missing_kvm_in_l1_skips_loudly() {
+        let report = [
+            Event::Hello {
+                who: "agent".into(),
+                kernel: "6.12.117".into(),
+            },
+            Event::Skip {
+                reason: "L1 has no /dev/kvm".into(),
+            },
+            Event::Done { who: "agent".into() },
+        ]
+        .map(|e| e.to_line())
+        .concat();
+        let checks = judge(&evidence(&report, None));
+        assert_eq!(overall(&checks), Verdict::Skip);
+        assert!(checks
+            .iter()
+            .any(|c| c.detail.starts_with("SKIP: L1 has no /dev/kvm")));
+    }
+
+    #[test]
+    fn captured_pass() {
+        let checks = judge(&evidence(
+            &fixture("report-pass.log"),
+            Some(&fixture("trace-pass.txt")),
+        ));
+        assert_eq!(overall(&checks), Verdict::Pass, "{checks:#?}");
+    }
+
+    #[test]
+    fn captured_unpatched_fails_for_the_right_reasons() {
+        let mut e = evidence(
+            &fixture("report-unpatched.log"),
+            Some(&fixture("trace-unpatched.txt")),
+        );
+        e.hc_nr = None;
+        let checks = judge(&e);
+        assert_eq!(overall(&checks), Verdict::Fail);
+        for name in [
+            "host_param",
+            "syscall_greeting",
+            "host_trace_greeting",
+            "host_trace_kvm_hypercall",
+        ] {
+            assert_eq!(verdict_of(&checks, name), Verdict::Fail, "{name}");
+        }
+        let greeting = checks.iter().find(|c| c.name == "syscall_greeting").unwrap();
+        assert!(greeting.detail.contains("ENOSYS"), "{}", greeting.detail);
+    }
+
+    #[test]
+    fn captured_truncated_report_is_no_result() {
+        let checks = judge(&evidence(&fixture("report-truncated.log"), None));
+        assert_eq!(overall(&checks), Verdict::Fail);
+        assert!(
+            checks.iter().any(|c| c.detail.starts_with("NO RESULT")),
+            "{checks:#?}"
+        );
+    }
+
+    #[test]
+    fn captured_l2_panic_is_a_crash() {
+        let mut e = evidence(&fixture("report-l2-panic.log"), None);
+        e.l2_console = fixture("l2-console-panic.log");
+        let checks = judge(&e);
+        let l2 = checks.iter().find(|c| c.name == "l2_run").unwrap();
+        assert!(l2.detail.starts_with("CRASH: L2 panicked"), "{}", l2.detail);
+    }
+}
