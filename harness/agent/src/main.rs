@@ -10,7 +10,7 @@ mod l2;
 mod mounts;
 mod param;
 mod report;
-mod selftest;
+mod tests;
 mod trace;
 
 use std::path::Path;
@@ -60,13 +60,13 @@ fn run(report: &mut report::Report) -> Result<()> {
     trace::stop_and_save(&out.join("trace.txt")).context("save the trace")?;
     let exit = result.context("run L2")?;
     report.send(&exit);
-    if !cfg.selftests.is_empty() {
-        // The probe had the hypercall disabled; the selftests need it on.
+    if !cfg.l1_tests.is_empty() {
+        // The probe had the hypercall disabled; the tests expect it on.
         if param::read().is_some() {
             param::write(true)?;
         }
-        for test in &cfg.selftests {
-            report.send(&selftest::run(test, out, cfg.selftest_timeout_secs)?);
+        for test in &cfg.l1_tests {
+            report.send(&tests::run(test, out, cfg.l1_test_timeout_secs)?);
         }
     }
     Ok(())

@@ -48,8 +48,8 @@ pub enum Event {
         timed_out: bool,
         seconds: f64,
     },
-    /// How one KVM selftest ended; its output is in selftest-<name>.log.
-    Selftest {
+    /// How one L1 test program ended; its output is in l1test-<name>.log.
+    L1Test {
         name: String,
         status: Option<i32>,
         timed_out: bool,
@@ -87,6 +87,15 @@ impl Event {
         let at = line.find(MARK)?;
         serde_json::from_str(line[at + MARK.len()..].trim_end()).ok()
     }
+}
+
+/// The TSC frequency in kHz from /proc/cpuinfo's "cpu MHz" line; `None`
+/// when missing or zero (a kernel that could not sample it).
+pub fn tsc_khz(cpuinfo: &str) -> Option<u64> {
+    let line = cpuinfo.lines().find(|l| l.starts_with("cpu MHz"))?;
+    let mhz: f64 = line.split(':').nth(1)?.trim().parse().ok()?;
+    let khz = (mhz * 1000.0).round() as u64;
+    (khz > 0).then_some(khz)
 }
 
 /// L2's QEMU command line (without the program), from the agent's config.
@@ -158,13 +167,17 @@ pub struct AgentConfig {
     pub l2_timeout_secs: u64,
     /// Size of L1's per-CPU trace buffer.
     pub trace_buffer_kb: u32,
-    /// KVM selftest binaries (host paths) the agent runs in L1 after L2,
-    /// with the hypercall enabled again.
+    /// The host's TSC frequency, for when L1 cannot tell its own.
     #[serde(default)]
-    pub selftests: Vec<String>,
-    /// Each selftest's deadline.
+    pub fallback_tsc_khz: Option<u64>,
+    /// Test programs (host paths) the agent runs in L1 after L2, with the
+    /// hypercall enabled again: the KVM selftests and the hcall VMM. Each
+    /// prints KTAP or TAP, which xtask reads from l1test-<name>.log.
     #[serde(default)]
-    pub selftest_timeout_secs: u64,
+    pub l1_tests: Vec<String>,
+    /// Each test program's deadline.
+    #[serde(default)]
+    pub l1_test_timeout_secs: u64,
 }
 
 /// File name of the [`AgentConfig`] in the run directory.
@@ -210,9 +223,20 @@ mod tests {
             l2_append: "console=ttyS0".into(),
             l2_timeout_secs: 60,
             trace_buffer_kb: 4096,
-            selftests: vec![],
-            selftest_timeout_secs: 0,
+            fallback_tsc_khz: None,
+            l1_tests: vec![],
+            l1_test_timeout_secs: 0,
         }
+    }
+
+    #[test]
+    fn tsc_comes_from_cpu_mhz() {
+        assert_eq!(
+            tsc_khz("processor\t: 0\ncpu MHz\t\t: 2495.310\n"),
+            Some(2_495_310)
+        );
+        assert_eq!(tsc_khz("cpu MHz\t\t: 0.000\n"), None);
+        assert_eq!(tsc_khz("processor : 0\n"), None);
     }
 
     #[test]

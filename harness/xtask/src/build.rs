@@ -83,6 +83,13 @@ impl Plan {
         })
     }
 
+    /// A directory beside the build directory, e.g. "6.12-hello-host.kconfig".
+    /// (Not `with_extension`: the version's dot would make every variant share it.)
+    pub fn sibling(&self, suffix: &str) -> PathBuf {
+        let name = self.dir.file_name().unwrap_or_default().to_string_lossy();
+        self.dir.with_file_name(format!("{name}.{suffix}"))
+    }
+
     pub fn bzimage(&self) -> PathBuf {
         self.dir.join("arch/x86/boot/bzImage")
     }
@@ -102,7 +109,7 @@ impl Plan {
 /// scratch directory, and the build directory's .config is replaced only
 /// when it differs, so an unchanged config triggers no rebuild.
 pub fn configure(sh: &Shell, plan: &Plan, log: &Path, progress: &Progress) -> Result<()> {
-    let scratch = plan.dir.with_extension("kconfig");
+    let scratch = plan.sibling("kconfig");
     sh.create_dir(&scratch)?;
     progress.say(format!("{}: tinyconfig", plan.role.name()));
     make(&plan.src, &scratch, &["tinyconfig"], log, progress)?;
@@ -207,6 +214,25 @@ fn nr_from_unistd(text: &str, name: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_variant_has_its_own_siblings() {
+        let plan = |dir: &str| Plan {
+            role: Role::Host,
+            src: PathBuf::new(),
+            dir: PathBuf::from(dir),
+            fragments: vec![],
+            key: String::new(),
+        };
+        assert_eq!(
+            plan("k/6.12-hello-host").sibling("kconfig"),
+            PathBuf::from("k/6.12-hello-host.kconfig")
+        );
+        assert_ne!(
+            plan("k/6.1-hello-host").sibling("x"),
+            plan("k/6.12-hello-host").sibling("x")
+        );
+    }
 
     #[test]
     fn syscall_number_from_generated_header() {

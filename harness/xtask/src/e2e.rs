@@ -26,8 +26,8 @@ pub const L1_MEMORY_MIB: u32 = 1024;
 const L2_MEMORY_MIB: u32 = 256;
 /// L2's deadline inside L1; L1's own comes from --timeout.
 const L2_TIMEOUT: Duration = Duration::from_secs(300);
-/// Each KVM selftest's deadline inside L1 (the kselftest default for kvm).
-const SELFTEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// Each L1 test program's deadline (the kselftest default for kvm).
+const L1_TEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// Per-CPU trace buffer in L1: room for every hypercall of a run.
 const TRACE_BUFFER_KB: u32 = 4096;
 /// The target the static guest programs are built for (see images()).
@@ -179,15 +179,28 @@ fn pipeline(
 
     *host_kernel = Some(host.bzimage());
     // An unpatched tree has no such tests: the negative control runs none.
-    let tests = if patched {
+    let mut l1_tests = if patched {
         stages.run("selftests", |p| {
             selftests::build(sh, &host, &run_dir.join("build-selftests.log"), p)
         })?
     } else {
         Vec::new()
     };
+    for extra in &args.l1_test {
+        let path = extra
+            .canonicalize()
+            .with_context(|| format!("--l1-test {}: no such file", extra.display()))?;
+        // L1 mounts its own tmpfs on /tmp, which hides the host's.
+        if path.starts_with("/tmp") {
+            bail!(
+                "--l1-test {}: L1 cannot see the host's /tmp; put the program elsewhere",
+                path.display()
+            );
+        }
+        l1_tests.push(path);
+    }
     stages.run("images", |p| {
-        images(sh, &guest, series.as_ref(), &tests, run_dir, p)
+        images(sh, &guest, series.as_ref(), &l1_tests, run_dir, p)
     })?;
     let qemu = qemu::which("qemu-system-x86_64").context("qemu-system-x86_64 is not on PATH")?;
     let agent = layout::target().join(GUEST_TARGET).join("release/agent");
@@ -204,8 +217,7 @@ fn pipeline(
             // SeaBIOS, not qboot: qboot writes no MP table, and without ACPI
             // or one, L1's virtio-pci devices get no interrupt and 9p hangs.
             bios: None,
-            // In-kernel handling is off by default: the run opts in.
-            params: vec!["kvm.hello_hypercall=1".into()],
+            params: l1_params(chosen),
         };
         let argv = qemu::l1_args(&l1);
         std::fs::write(
@@ -233,12 +245,12 @@ fn pipeline(
                 .ok()
                 .map(|t| trace::parse(&t, proto::TRACE_MARK_DISABLED)),
             hc_nr: hypercall_nr(&tree),
-            selftests: tests
+            l1_tests: l1_tests
                 .iter()
                 .filter_map(|t| t.file_name())
                 .map(|n| {
                     let n = n.to_string_lossy().into_owned();
-                    let log = read(&format!("selftest-{n}.log"));
+                    let log = read(&format!("l1test-{n}.log"));
                     (n, log)
                 })
                 .collect(),
@@ -254,7 +266,7 @@ fn images(
     sh: &Shell,
     guest: &Plan,
     series: Option<&Series>,
-    selftests: &[PathBuf],
+    l1_tests: &[PathBuf],
     run_dir: &Path,
     p: &crate::stage::Progress,
 ) -> Result<i64> {
@@ -299,14 +311,36 @@ fn images(
         l2_append: format!("console=ttyS0 panic=-1 quiet {}={nr}", proto::NR_ENV),
         l2_timeout_secs: L2_TIMEOUT.as_secs(),
         trace_buffer_kb: TRACE_BUFFER_KB,
-        selftests: selftests.iter().map(|t| t.display().to_string()).collect(),
-        selftest_timeout_secs: SELFTEST_TIMEOUT.as_secs(),
+        fallback_tsc_khz: host_tsc_khz(),
+        l1_tests: l1_tests.iter().map(|t| t.display().to_string()).collect(),
+        l1_test_timeout_secs: L1_TEST_TIMEOUT.as_secs(),
     };
     std::fs::write(
         run_dir.join(proto::AGENT_CONFIG),
         serde_json::to_string_pretty(&config)?,
     )?;
     Ok(nr)
+}
+
+/// This machine's TSC frequency; under TCG it is L1's too.
+fn host_tsc_khz() -> Option<u64> {
+    proto::tsc_khz(&std::fs::read_to_string("/proc/cpuinfo").ok()?)
+}
+
+/// L1's extra kernel parameters.
+fn l1_params(accel: Accel) -> Vec<String> {
+    // In-kernel handling is off by default: the run opts in.
+    let mut params = vec!["kvm.hello_hypercall=1".to_string()];
+    if accel == Accel::Tcg {
+        // Under TCG, without ACPI's HPET, some kernels (6.1) fail to
+        // calibrate the TSC against the PIT and mark it unstable; TCG's TSC
+        // runs at the host's rate, so hand that over.
+        if let Some(khz) = host_tsc_khz() {
+            params.push(format!("tsc_early_khz={khz}"));
+            params.push("tsc=reliable".into());
+        }
+    }
+    params
 }
 
 /// The syscall number the series assigns, from its syscall_64.tbl hunk.

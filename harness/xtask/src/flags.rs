@@ -68,6 +68,11 @@ pub struct E2eArgs {
     /// Run every check even after a stage failed, where later stages can run.
     #[arg(long)]
     pub keep_going: bool,
+    /// Also run this program inside L1 after L2, with the hypercall
+    /// enabled (repeatable). It sees the patched /dev/kvm; its KTAP or TAP
+    /// output becomes checks of their own.
+    #[arg(long, value_name = "PATH")]
+    pub l1_test: Vec<PathBuf>,
     /// L1's deadline in seconds; QEMU is killed when it passes.
     #[arg(long, default_value_t = 300)]
     pub timeout: u64,

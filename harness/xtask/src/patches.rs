@@ -12,9 +12,9 @@ use sha2::{Digest, Sha256};
 use xshell::{cmd, Shell};
 
 use crate::flags::{KernelArgs, PatchesArgs};
-use crate::layout;
 use crate::source::{self, Source};
 use crate::stage::{Progress, Stages};
+use crate::{deps, layout};
 
 /// A series: the patches of one kernel version in apply order.
 pub struct Series {
@@ -184,6 +184,11 @@ pub fn am_failure(output: &str, series: &Series) -> String {
                     l.strip_prefix("error: ")
                         .and_then(|r| r.strip_suffix(": does not exist in index"))
                 })
+                // --3way without the blob the patch was made from.
+                .or_else(|| {
+                    l.strip_prefix("error: sha1 information is lacking or useless (")
+                        .and_then(|r| r.strip_suffix(")."))
+                })
         })
         .collect();
     files.dedup();
@@ -194,7 +199,10 @@ pub fn am_failure(output: &str, series: &Series) -> String {
     };
     format!(
         "{file} does not apply: {files}\n  git am said:\n{}\n  fix: rebase the patch on this base (or pick the matching --kernel)",
-        output.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+        output
+            .lines()
+            .filter(|l| !l.starts_with("hint: "))
+            .map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
     )
 }
 
@@ -242,6 +250,10 @@ pub fn checkpatch(sh: &Shell, tree: &Path, series: &Series) -> Result<Vec<(Strin
         .context("read the cover letter")?;
     let script = tree.join("scripts/checkpatch.pl");
     let _dir = sh.push_dir(tree);
+    // spdxcheck.py needs Debian's python3 and its ply and git modules,
+    // not whatever python3 comes first on PATH (pyenv, a venv).
+    let path = format!("/usr/bin:{}", std::env::var("PATH").unwrap_or_default());
+    let _path = sh.push_env("PATH", path);
     let mut results = Vec::new();
     for (name, path) in series.patches.iter().zip(series.paths()) {
         let out = cmd!(sh, "perl {script} --strict --show-types --color=never {path}")
@@ -263,8 +275,16 @@ pub fn checkpatch(sh: &Shell, tree: &Path, series: &Series) -> Result<Vec<(Strin
 pub fn run(args: &PatchesArgs) -> Result<ExitCode> {
     let sh = Shell::new()?;
     let mut stages = Stages::default();
+    let version = args.kernel.kernel;
+    let tarball = source::tarball(version);
+    let tarballs = if args.kernel.tree.is_some() {
+        vec![]
+    } else {
+        vec![(tarball.as_path(), source::package(version))]
+    };
+    stages.run("deps", |p| deps::ensure(&sh, &tarballs, p))?;
     let source = stages.run("source", |p| source::prepare(&sh, &args.kernel, p))?;
-    let series = Series::load(&layout::series_dir(args.kernel.kernel))?;
+    let series = Series::load(&layout::series_dir(version))?;
     stages.run("patch", |p| apply(&sh, &source, &series, p))?;
     let clean = stages.run("checkpatch", |_| {
         report_checkpatch(&sh, &source, &series, &args.kernel)
@@ -336,6 +356,18 @@ mod tests {
             msg.starts_with("patches/v6.12/0002-b.patch does not apply: arch/x86/kvm/x86.c\n"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn am_failure_without_the_base_blob() {
+        let out = "Patch failed at 0001 KVM: x86: a\nerror: sha1 information is lacking or useless \
+                   (Documentation/admin-guide/kernel-parameters.txt).\nhint: Use 'git am --show-current-patch'\n";
+        let msg = am_failure(out, &series());
+        assert!(
+            msg.contains("does not apply: Documentation/admin-guide/kernel-parameters.txt"),
+            "{msg}"
+        );
+        assert!(!msg.contains("hint:"), "{msg}");
     }
 
     #[test]

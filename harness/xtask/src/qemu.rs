@@ -88,7 +88,7 @@ pub fn share_args(run_dir: &Path) -> Vec<String> {
     args.extend(share(
         "root",
         Path::new("/"),
-        "/dev/root",
+        "root",
         ",readonly=on,multidevs=remap",
     ));
     args.extend(share("out", run_dir, proto::OUT_TAG, ""));
@@ -99,9 +99,10 @@ pub fn share_args(run_dir: &Path) -> Vec<String> {
 pub fn append(l1: &L1) -> String {
     let mut params = vec![
         "console=ttyS0".to_string(),
-        // A 9p root: the kernel only mounts it by name with root=/dev/root
-        // when it has no block layer.
-        "root=/dev/root".into(),
+        // A 9p root, found by its mount tag: without a block layer the
+        // kernel hands root= to 9p as the tag. "root" rather than
+        // "root", because 6.1 strips a "/dev/" prefix and 6.12 does not.
+        "root=root".into(),
         "rootfstype=9p".into(),
         // loose caching: the root is read-only, so nothing can go stale, and
         // QEMU's binary and libraries load much faster.
@@ -264,11 +265,11 @@ mod tests {
     #[test]
     fn l1_boots_the_agent_from_a_read_only_9p_root() {
         let a = append(&l1());
-        assert!(a.contains("root=/dev/root rootfstype=9p"));
+        assert!(a.contains("root=root rootfstype=9p"));
         assert!(a.contains(" ro init=/t/agent panic=-1 kvm.hello_hypercall=1"));
         let args = l1_args(&l1()).join(" ");
         assert!(args.contains("-fsdev local,id=root,path=/,security_model=none,readonly=on"));
-        assert!(args.contains("-device virtio-9p-pci,fsdev=root,mount_tag=/dev/root"));
+        assert!(args.contains("-device virtio-9p-pci,fsdev=root,mount_tag=root"));
         assert!(args.contains("-fsdev local,id=out,path=/t/run,security_model=none"));
         assert!(args.ends_with("-serial file:/t/run/l1-console.log -serial file:/t/run/l1-report.log"));
         assert!(args.contains("-no-reboot"));

@@ -16,7 +16,7 @@ const TESTS: &[&str] = &["x86_64/hello_hypercall_test", "x86_64/kvm_pv_test"];
 /// Builds the tests and returns their paths. Cached by the host build's
 /// key, since the tests come from the same tree.
 pub fn build(sh: &Shell, host: &Plan, log: &Path, progress: &Progress) -> Result<Vec<PathBuf>> {
-    let out = host.dir.with_extension("selftests");
+    let out = host.sibling("selftests");
     let bins: Vec<PathBuf> = TESTS.iter().map(|t| out.join(t)).collect();
     let stamp = out.join("hh-stamp");
     if bins.iter().all(|b| b.exists()) && std::fs::read_to_string(&stamp).ok().as_deref() == Some(&host.key) {

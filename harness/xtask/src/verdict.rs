@@ -9,6 +9,7 @@
 use proto::{Call, Event};
 use serde::Serialize;
 
+use crate::ktap;
 use crate::trace::Trace;
 
 #[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,8 +53,8 @@ pub struct Evidence {
     /// KVM_HC_HELLO_HYPERCALL from the host tree's kvm_para.h; `None` when
     /// the tree does not define it.
     pub hc_nr: Option<u64>,
-    /// The KVM selftests the agent was asked to run, with their output.
-    pub selftests: Vec<(String, String)>,
+    /// The test programs the agent was asked to run in L1, with their output.
+    pub l1_tests: Vec<(String, String)>,
 }
 
 const EPERM: i32 = 1;
@@ -163,8 +164,8 @@ pub fn judge(e: &Evidence) -> Vec<Check> {
         ));
     }
     checks.extend(trace_checks(e.trace.as_ref(), e.hc_nr));
-    for (name, log) in &e.selftests {
-        checks.push(selftest_check(name, log, &events));
+    for (name, log) in &e.l1_tests {
+        checks.extend(l1_test_checks(name, log, &events));
     }
     checks.push(console_check("l1_console_clean", "L1", &e.l1_console));
     checks.push(console_check("l2_console_clean", "L2", &e.l2_console));
@@ -403,16 +404,32 @@ fn trace_checks(trace: Option<&Trace>, hc_nr: Option<u64>) -> Vec<Check> {
         Check::new(
             NAMES[3],
             Verdict::Pass,
-            format!("{disabled_calls} hypercalls while disabled, no \"Hello World\" line"),
+            format!("{disabled_calls} hypercall(s) while disabled, no \"Hello World\" line"),
         )
     });
     checks
 }
 
-/// A KVM selftest passes on exit 0; exit 4 is kselftest's SKIP, which
-/// the run reports as a skip, never as a pass.
-fn selftest_check(name: &str, log: &str, events: &[Event]) -> Check {
-    let check = format!("kvm_selftest_{name}");
+/// One L1 test program (a KVM selftest or the hcall VMM): a check per
+/// KTAP case, and one for the program itself. Exit 4 is kselftest's SKIP;
+/// a crash (cases the plan announced but never reported) and "no tests
+/// ran" are failures, never passes.
+fn l1_test_checks(prog: &str, log: &str, events: &[Event]) -> Vec<Check> {
+    let ktap = ktap::parse(log);
+    let mut checks: Vec<Check> = ktap
+        .cases
+        .iter()
+        .map(|c| {
+            let name = format!("{prog}: {}", c.name);
+            match &c.status {
+                ktap::Status::Pass => Check::new(&name, Verdict::Pass, "ok"),
+                ktap::Status::Skip(why) => Check::new(&name, Verdict::Skip, format!("SKIP: {why}")),
+                ktap::Status::Fail => {
+                    Check::new(&name, Verdict::Fail, format!("not ok; see l1test-{prog}.log"))
+                }
+            }
+        })
+        .collect();
     let last = log
         .lines()
         .rev()
@@ -420,28 +437,37 @@ fn selftest_check(name: &str, log: &str, events: &[Event]) -> Check {
         .unwrap_or("no output")
         .trim();
     let result = events.iter().find_map(|ev| match ev {
-        Event::Selftest {
-            name: n,
+        Event::L1Test {
+            name,
             status,
             timed_out,
-        } if n == name => Some((*status, *timed_out)),
+        } if name == prog => Some((*status, *timed_out)),
         _ => None,
     });
-    match result {
-        None => Check::new(
-            &check,
+    let (verdict, detail) = match result {
+        None => (
             Verdict::Fail,
-            "NO RESULT: the agent did not report this selftest",
+            "NO RESULT: the agent did not report this program".to_string(),
         ),
-        Some((_, true)) => Check::new(
-            &check,
+        Some((_, true)) => (
             Verdict::Fail,
             format!("TIMEOUT: killed at its deadline; last line: {last}"),
         ),
-        Some((Some(0), _)) => Check::new(&check, Verdict::Pass, format!("exit 0: {last}")),
-        Some((Some(4), _)) => Check::new(&check, Verdict::Skip, format!("SKIP (exit 4): {last}")),
-        Some((status, _)) => Check::new(&check, Verdict::Fail, format!("exit {status:?}: {last}")),
-    }
+        Some((Some(4), _)) => (Verdict::Skip, format!("SKIP (exit 4): {last}")),
+        Some((Some(0), _)) if ktap.missing() > 0 => (
+            Verdict::Fail,
+            format!(
+                "CRASH: {} of {} planned cases never reported",
+                ktap.missing(),
+                ktap.plan.unwrap_or(0)
+            ),
+        ),
+        Some((Some(0), _)) if ktap.plan == Some(0) => (Verdict::Fail, "no tests ran".to_string()),
+        Some((Some(0), _)) => (Verdict::Pass, format!("exit 0: {last}")),
+        Some((status, _)) => (Verdict::Fail, format!("exit {status:?}: {last}")),
+    };
+    checks.push(Check::new(prog, verdict, detail));
+    checks
 }
 
 fn console_check(name: &str, vm: &str, console: &str) -> Check {
@@ -484,7 +510,7 @@ mod tests {
             l2_console: String::new(),
             trace: trace_text.map(|t| trace::parse(t, proto::TRACE_MARK_DISABLED)),
             hc_nr: Some(13),
-            selftests: vec![],
+            l1_tests: vec![],
         }
     }
 
@@ -587,5 +613,31 @@ mod tests {
         let checks = judge(&e);
         let l2 = checks.iter().find(|c| c.name == "l2_run").unwrap();
         assert!(l2.detail.starts_with("CRASH: L2 panicked"), "{}", l2.detail);
+    }
+
+    #[test]
+    fn l1_tests_are_judged_by_case_and_exit() {
+        let done = |status| Event::L1Test {
+            name: "t".into(),
+            status,
+            timed_out: false,
+        };
+        let log = "TAP version 13\n1..2\nok 1 a\nok 2 # SKIP b\n";
+        let checks = l1_test_checks("t", log, &[done(Some(0))]);
+        let names: Vec<_> = checks.iter().map(|c| (c.name.as_str(), c.verdict)).collect();
+        assert_eq!(
+            names,
+            [
+                ("t: a", Verdict::Pass),
+                ("t: b", Verdict::Skip),
+                ("t", Verdict::Pass)
+            ]
+        );
+        let crashed = l1_test_checks("t", "1..3\nok 1 a\n", &[done(Some(0))]);
+        assert!(crashed.last().unwrap().detail.starts_with("CRASH"));
+        let none = l1_test_checks("t", "1..0\n", &[done(Some(0))]);
+        assert_eq!(none.last().unwrap().detail, "no tests ran");
+        let silent = l1_test_checks("t", "", &[]);
+        assert!(silent.last().unwrap().detail.starts_with("NO RESULT"));
     }
 }

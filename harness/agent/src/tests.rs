@@ -1,5 +1,6 @@
-//! Runs KVM selftests inside L1, where /dev/kvm is the patched KVM. They
-//! are host binaries, reached through the read-only host root.
+//! Runs test programs inside L1, where /dev/kvm is the patched KVM: the
+//! KVM selftests and the hcall VMM. They are host binaries, reached
+//! through the read-only host root.
 
 use std::fs::File;
 use std::path::Path;
@@ -9,13 +10,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use proto::Event;
 
-/// Runs one test with a deadline; its output goes to selftest-<name>.log
-/// in the run directory.
+/// Runs one test with a deadline; its output goes to l1test-<name>.log in
+/// the run directory.
 pub fn run(test: &str, out: &Path, timeout_secs: u64) -> Result<Event> {
     let name = Path::new(test)
         .file_name()
         .map_or_else(|| test.to_string(), |n| n.to_string_lossy().into_owned());
-    let log = File::create(out.join(format!("selftest-{name}.log"))).context("create the selftest log")?;
+    let log = File::create(out.join(format!("l1test-{name}.log"))).context("create the test log")?;
     let mut child = Command::new(test)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
@@ -25,7 +26,7 @@ pub fn run(test: &str, out: &Path, timeout_secs: u64) -> Result<Event> {
     let deadline = Instant::now() + Duration::from_secs(timeout_secs);
     loop {
         if let Some(status) = child.try_wait()? {
-            return Ok(Event::Selftest {
+            return Ok(Event::L1Test {
                 name,
                 status: status.code(),
                 timed_out: false,
@@ -34,7 +35,7 @@ pub fn run(test: &str, out: &Path, timeout_secs: u64) -> Result<Event> {
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
-            return Ok(Event::Selftest {
+            return Ok(Event::L1Test {
                 name,
                 status: None,
                 timed_out: true,
