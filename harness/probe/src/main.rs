@@ -1,11 +1,14 @@
-//! L2's `/init`: calls the `hello_hypercall` syscall in every documented way
-//! and reports each raw result on the second serial port, then powers off.
+//! L2's `/init`: calls the `hello_hypercall` syscall in every documented way,
+//! loads the guest module and uses its device, and reports each raw result
+//! on the second serial port, then powers off.
 //!
 //! It judges nothing: xtask compares the facts with the ABI. The syscall
 //! number comes from the kernel command line (see [`proto::NR_ENV`]), which
 //! xtask read from the guest kernel's generated `unistd_64.h`.
 
 mod cases;
+mod kmsg;
+mod module;
 mod port;
 
 use anyhow::{Context, Result};
@@ -33,8 +36,16 @@ fn run(port: &mut port::ReportPort) -> Result<()> {
         .parse()
         .context("parse the syscall number")?;
 
+    let boot_log = kmsg::last_seq();
     for case in cases::ENABLED {
         port.send(&Event::Call(cases::run(case, nr)));
+    }
+    let module = module::load();
+    let loaded = matches!(&module, Event::Fact { value, .. } if value == "ok");
+    port.send(&module);
+    if loaded {
+        port.send(&Event::Call(module::read("module_read")));
+        port.send(&Event::Call(module::ioctl_raw("module_ioctl_raw")));
     }
     // The host disables the hypercall between the two phases; the probe
     // keeps running so that one L2 boot covers both.
@@ -42,6 +53,14 @@ fn run(port: &mut port::ReportPort) -> Result<()> {
     for case in cases::DISABLED {
         port.send(&Event::Call(cases::run(case, nr)));
     }
+    if loaded {
+        port.send(&Event::Call(module::read("disabled_module_read")));
+        port.send(&Event::Call(module::ioctl_raw("disabled_module_ioctl_raw")));
+    }
+    port.send(&Event::Fact {
+        name: "dmesg_warnings".into(),
+        value: kmsg::warnings_since(boot_log).join("\n"),
+    });
     Ok(())
 }
 

@@ -21,6 +21,9 @@ pub const ANSWER_OK: &str = "ok";
 /// carries `__NR_hello_hypercall` of the guest kernel into the probe.
 pub const NR_ENV: &str = "hh_nr";
 
+/// Where the guest module sits in L2's initramfs.
+pub const MODULE_FILE: &str = "hello_hypercall.ko";
+
 /// Marker written into the host's trace buffer when the agent disables the
 /// hypercall, so the trace can be split into an "enabled" and a "disabled" part.
 pub const TRACE_MARK_DISABLED: &str = "hello-hypercall: phase disabled";

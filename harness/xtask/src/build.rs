@@ -34,6 +34,16 @@ impl Role {
             Role::Guest => "guest",
         }
     }
+
+    /// What make builds. The guest also runs `modules`, which writes the
+    /// Module.symvers and linker script that out-of-tree modules (the
+    /// guest module) build against.
+    fn targets(self) -> &'static [&'static str] {
+        match self {
+            Role::Host => &["bzImage"],
+            Role::Guest => &["bzImage", "modules"],
+        }
+    }
 }
 
 /// Everything that decides one kernel build.
@@ -71,6 +81,7 @@ impl Plan {
         let mut h = Sha256::new();
         h.update(tree_id);
         h.update(compiler.lines().next().unwrap_or_default());
+        h.update(role.targets().join(" "));
         for f in &fragments {
             h.update(std::fs::read(f).with_context(|| format!("read {}", f.display()))?);
         }
@@ -143,13 +154,15 @@ pub fn configure(sh: &Shell, plan: &Plan, log: &Path, progress: &Progress) -> Re
     Ok(())
 }
 
-/// Builds the bzImage and stamps the build directory.
+/// Builds the kernel and stamps the build directory.
 pub fn build(plan: &Plan, log: &Path, progress: &Progress) -> Result<()> {
     let _ = std::fs::remove_file(plan.stamp());
     let jobs = std::thread::available_parallelism()
         .map_or(2, |n| n.get() + 1)
         .to_string();
-    make(&plan.src, &plan.dir, &["-j", &jobs, "bzImage"], log, progress)?;
+    let mut args = vec!["-j", &jobs];
+    args.extend(plan.role.targets());
+    make(&plan.src, &plan.dir, &args, log, progress)?;
     std::fs::write(plan.stamp(), &plan.key)?;
     Ok(())
 }

@@ -19,7 +19,7 @@ use crate::qemu::{self, Accel, L1};
 use crate::report::Report;
 use crate::stage::Stages;
 use crate::verdict::{self, Check, Evidence, Verdict};
-use crate::{deps, initramfs, layout, selftests, source, trace};
+use crate::{deps, initramfs, layout, module, selftests, source, trace};
 
 /// Guest memory: L1 holds L2 plus its own kernel and QEMU.
 pub const L1_MEMORY_MIB: u32 = 1024;
@@ -46,6 +46,7 @@ pub fn run(args: &E2eArgs) -> Result<ExitCode> {
 
 /// Runs every stage and returns the written report.
 pub fn execute(args: &E2eArgs) -> Result<Report> {
+    let _lock = layout::lock()?;
     let sh = Shell::new()?;
     let run_dir = new_run_dir(&sh, args)?;
     println!("run directory: {}", run_dir.display());
@@ -199,8 +200,11 @@ fn pipeline(
         }
         l1_tests.push(path);
     }
+    let module = stages.run("module", |p| {
+        module::build(sh, &guest, &run_dir.join("build-guest-module.log"), p)
+    })?;
     stages.run("images", |p| {
-        images(sh, &guest, series.as_ref(), &l1_tests, run_dir, p)
+        images(sh, &guest, series.as_ref(), &l1_tests, &module.ko, run_dir, p)
     })?;
     let qemu = qemu::which("qemu-system-x86_64").context("qemu-system-x86_64 is not on PATH")?;
     let agent = layout::target().join(GUEST_TARGET).join("release/agent");
@@ -245,6 +249,7 @@ fn pipeline(
                 .ok()
                 .map(|t| trace::parse(&t, proto::TRACE_MARK_DISABLED)),
             hc_nr: hypercall_nr(&tree),
+            module_warnings: module.warnings.clone(),
             l1_tests: l1_tests
                 .iter()
                 .filter_map(|t| t.file_name())
@@ -267,6 +272,7 @@ fn images(
     guest: &Plan,
     series: Option<&Series>,
     l1_tests: &[PathBuf],
+    module: &Path,
     run_dir: &Path,
     p: &crate::stage::Progress,
 ) -> Result<i64> {
@@ -297,7 +303,8 @@ fn images(
     };
     let probe = std::fs::read(bin.join("probe")).context("read the probe binary")?;
     let initrd = run_dir.join("l2-initramfs.cpio");
-    std::fs::write(&initrd, initramfs::l2(&probe))?;
+    let ko = std::fs::read(module).context("read the guest module")?;
+    std::fs::write(&initrd, initramfs::l2(&probe, Some(&ko)))?;
 
     let qemu = qemu::which("qemu-system-x86_64").context("qemu-system-x86_64 is not on PATH")?;
     let config = proto::AgentConfig {

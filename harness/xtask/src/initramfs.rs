@@ -75,10 +75,11 @@ fn pad4(out: &mut Vec<u8>) {
     }
 }
 
-/// The L2 archive: the probe as /init, and /dev/console so the kernel can
-/// give init its standard streams before devtmpfs is mounted.
-pub fn l2(probe: &[u8]) -> Vec<u8> {
-    newc(&[
+/// The L2 archive: the probe as /init, /dev/console so the kernel can give
+/// init its standard streams before devtmpfs is mounted, and the guest
+/// module for the probe to load.
+pub fn l2(probe: &[u8], module: Option<&[u8]>) -> Vec<u8> {
+    let mut entries = vec![
         Entry::Dir { path: "dev" },
         Entry::CharDev {
             path: "dev/console",
@@ -92,7 +93,15 @@ pub fn l2(probe: &[u8]) -> Vec<u8> {
             mode: 0o755,
             data: probe,
         },
-    ])
+    ];
+    if let Some(ko) = module {
+        entries.push(Entry::File {
+            path: proto::MODULE_FILE,
+            mode: 0o644,
+            data: ko,
+        });
+    }
+    newc(&entries)
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ mod initramfs;
 mod kconfig;
 mod ktap;
 mod layout;
+mod module;
 mod patches;
 mod qemu;
 mod report;

@@ -273,6 +273,7 @@ pub fn checkpatch(sh: &Shell, tree: &Path, series: &Series) -> Result<Vec<(Strin
 }
 
 pub fn run(args: &PatchesArgs) -> Result<ExitCode> {
+    let _lock = layout::lock()?;
     let sh = Shell::new()?;
     let mut stages = Stages::default();
     let version = args.kernel.kernel;

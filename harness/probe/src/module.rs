@@ -1,0 +1,68 @@
+//! The guest module's cases: load hello_hypercall.ko from the initramfs,
+//! read its device like a file, and issue the raw hypercall through its
+//! ioctl. This is the route for guests whose kernel lacks the syscall.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::AsRawFd;
+
+use proto::{Call, Event};
+
+const DEVICE: &str = "/dev/hello_hypercall";
+/// HELLO_HYPERCALL_IOC_RAW from guest-module/hello_hypercall.h:
+/// _IOR('H', 0x01, __s64).
+const IOC_RAW: u64 = 0x8008_4801;
+
+/// Loads the module; the result is a fact, "ok" or the error.
+pub fn load() -> Event {
+    let value = match File::open(format!("/{}", proto::MODULE_FILE)) {
+        Ok(ko) => {
+            match nix::kmod::finit_module(&ko, &CString::default(), nix::kmod::ModuleInitFlags::empty()) {
+                Ok(()) => "ok".to_string(),
+                Err(e) => format!("finit_module: {e}"),
+            }
+        }
+        Err(e) => format!("no module in the initramfs: {e}"),
+    };
+    Event::Fact {
+        name: "module_load".into(),
+        value,
+    }
+}
+
+/// Reads the device to its end, as `cat` would.
+pub fn read(case: &str) -> Call {
+    let mut data = Vec::new();
+    let result = File::open(DEVICE).and_then(|mut f| f.read_to_end(&mut data));
+    match result {
+        Ok(n) => call(case, n as i64, 0, &data),
+        Err(e) => call(case, -1, e.raw_os_error().unwrap_or(0), &[]),
+    }
+}
+
+/// The raw hypercall without a buffer; `ret` is the host's answer.
+pub fn ioctl_raw(case: &str) -> Call {
+    let file = match File::open(DEVICE) {
+        Ok(f) => f,
+        Err(e) => return call(case, -1, e.raw_os_error().unwrap_or(0), &[]),
+    };
+    let mut answer: i64 = 0;
+    // SAFETY: the ioctl writes one i64 through the pointer, which points
+    // at `answer` and stays valid for the call.
+    let rc = unsafe { nix::libc::ioctl(file.as_raw_fd(), IOC_RAW as _, &mut answer as *mut i64) };
+    if rc < 0 {
+        return call(case, -1, nix::errno::Errno::last_raw(), &[]);
+    }
+    call(case, answer, 0, &[])
+}
+
+fn call(case: &str, ret: i64, errno: i32, data: &[u8]) -> Call {
+    Call {
+        case: case.into(),
+        ret,
+        errno,
+        data: data.escape_ascii().to_string(),
+        canary_intact: true,
+    }
+}

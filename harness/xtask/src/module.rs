@@ -1,0 +1,77 @@
+//! guest-module/, built out of tree against the guest kernel's build
+//! directory, in a copy under target/ so the source directory stays clean.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+use xshell::{cmd, Shell};
+
+use crate::build::Plan;
+use crate::layout;
+use crate::patches::hex;
+use crate::stage::Progress;
+
+const SOURCES: &[&str] = &["Kbuild", "Makefile", "hello_hypercall.c", "hello_hypercall.h"];
+
+/// The built module and the compiler warnings of its W=1 build.
+pub struct Module {
+    pub ko: PathBuf,
+    pub warnings: Vec<String>,
+}
+
+pub fn build(sh: &Shell, guest: &Plan, log: &Path, progress: &Progress) -> Result<Module> {
+    let src = layout::root().join("guest-module");
+    let dir = guest.sibling("guest-module");
+    let ko = dir.join("hello_hypercall.ko");
+    let mut h = Sha256::new();
+    h.update(&guest.key);
+    for f in SOURCES {
+        h.update(std::fs::read(src.join(f)).with_context(|| format!("read guest-module/{f}"))?);
+    }
+    let key = hex(&h.finalize());
+    let stamp = dir.join("hh-stamp");
+    let warnings_file = dir.join("hh-warnings");
+    if ko.exists() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(&key) {
+        progress.cached();
+        let warnings = std::fs::read_to_string(&warnings_file).unwrap_or_default();
+        return Ok(Module {
+            ko,
+            warnings: warnings.lines().map(String::from).collect(),
+        });
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    sh.create_dir(&dir)?;
+    for f in SOURCES {
+        std::fs::copy(src.join(f), dir.join(f))?;
+    }
+    progress.say("make M=guest-module W=1 modules");
+    let kdir = &guest.dir;
+    let out = cmd!(sh, "make -C {kdir} M={dir} W=1 modules")
+        .quiet()
+        .ignore_status()
+        .output()?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(log, &text)?;
+    if !out.status.success() {
+        bail!(
+            "building guest-module failed; last lines of {}:\n{}",
+            log.display(),
+            crate::build::tail(log, 20)
+        );
+    }
+    let warnings: Vec<String> = text
+        .lines()
+        .filter(|l| l.contains("warning:"))
+        .map(String::from)
+        .collect();
+    std::fs::write(&warnings_file, warnings.join("\n"))?;
+    std::fs::write(&stamp, key)?;
+    Ok(Module { ko, warnings })
+}
