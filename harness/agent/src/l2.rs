@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use proto::{AgentConfig, Event};
+use proto::{AgentConfig, Event, Guest};
 
 use crate::report::Report;
 
@@ -19,6 +19,7 @@ use crate::report::Report;
 /// the probe's requests with `on_ask`. Returns how L2's QEMU ended.
 pub fn run(
     cfg: &AgentConfig,
+    guest: &Guest,
     out: &Path,
     report: &mut Report,
     mut on_ask: impl FnMut(&str) -> Result<()>,
@@ -28,12 +29,12 @@ pub fn run(
     // the frequency; then use the one xtask measured on the host, which is
     // L1's own under TCG.
     let khz = proto::tsc_khz(&cpuinfo).or(cfg.fallback_tsc_khz);
-    let args = proto::l2_qemu_args(cfg, out, khz);
+    let args = proto::l2_qemu_args(cfg, guest, out, khz);
     report.send(&Event::Fact {
-        name: "l2_command".into(),
+        name: format!("l2_{}_command", guest.name),
         value: format!("{} {}", cfg.qemu, args.join(" ")),
     });
-    let stderr = File::create(out.join("l2-qemu-stderr.log")).context("create QEMU's log")?;
+    let stderr = File::create(out.join(guest.file("qemu-stderr"))).context("create QEMU's log")?;
     let started = Instant::now();
     let mut child = Command::new(&cfg.qemu)
         .args(&args)
@@ -44,7 +45,7 @@ pub fn run(
         .with_context(|| format!("start {}", cfg.qemu))?;
     let mut stdin = child.stdin.take().context("QEMU's stdin")?;
     let lines = spawn_reader(child.stdout.take().context("QEMU's stdout")?);
-    let mut log = File::create(out.join("l2-report.log")).context("create l2-report.log")?;
+    let mut log = File::create(out.join(guest.file("report"))).context("create the L2 report log")?;
 
     let deadline = started + Duration::from_secs(cfg.l2_timeout_secs);
     let mut timed_out = false;
@@ -74,6 +75,7 @@ pub fn run(
     }
     let status = finish(&mut child, deadline, timed_out)?;
     Ok(Event::L2Exit {
+        guest: guest.name.clone(),
         status,
         timed_out,
         seconds: started.elapsed().as_secs_f64(),

@@ -56,10 +56,9 @@ fn run(report: &mut report::Report) -> Result<()> {
 
     let vendor = trace::Vendor::detect();
     trace::start(cfg.trace_buffer_kb, vendor).context("set up tracing")?;
-    let result = l2::run(&cfg, out, report, on_ask);
+    let result = run_guests(&cfg, out, report);
     trace::stop_and_save(&out.join("trace.txt")).context("save the trace")?;
-    let exit = result.context("run L2")?;
-    report.send(&exit);
+    result?;
     if !cfg.l1_tests.is_empty() {
         // The probe had the hypercall disabled; the tests expect it on.
         if param::read().is_some() {
@@ -72,11 +71,29 @@ fn run(report: &mut report::Report) -> Result<()> {
     Ok(())
 }
 
+/// Runs each L2 guest in turn. The first one has the hypercall disabled
+/// half-way; every later one starts with it enabled again, in a trace
+/// phase of its own.
+fn run_guests(cfg: &AgentConfig, out: &Path, report: &mut report::Report) -> Result<()> {
+    for (i, guest) in cfg.guests.iter().enumerate() {
+        if i > 0 {
+            if param::read().is_some() {
+                param::write(true)?;
+            }
+            trace::mark(&format!("{}{}", proto::TRACE_MARK_PREFIX, guest.name))?;
+        }
+        let exit =
+            l2::run(cfg, guest, out, report, on_ask).with_context(|| format!("run L2 {}", guest.name))?;
+        report.send(&exit);
+    }
+    Ok(())
+}
+
 /// Does what the probe asked for; the answer goes back to the probe.
 fn on_ask(what: &str) -> Result<()> {
     match what {
         "disable" => {
-            trace::mark(proto::TRACE_MARK_DISABLED)?;
+            trace::mark(&format!("{}disabled", proto::TRACE_MARK_PREFIX))?;
             // An unpatched host has no parameter; there is nothing to turn
             // off, and the verdict reads that from the parameter fact.
             if param::read().is_some() {

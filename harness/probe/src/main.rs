@@ -17,12 +17,21 @@ use proto::Event;
 
 fn main() {
     let mut port = port::ReportPort::open();
-    if let Err(err) = run(&mut port) {
+    // "stock": Debian's kernel without the series, so the module only.
+    let stock = std::env::var(proto::MODE_ENV).is_ok_and(|m| m == "stock");
+    let result = if stock {
+        run_stock(&mut port)
+    } else {
+        run(&mut port)
+    };
+    if let Err(err) = result {
         port.send(&Event::Error {
             what: format!("{err:#}"),
         });
     }
-    port.send(&Event::Done { who: "probe".into() });
+    port.send(&Event::Done {
+        who: if stock { "probe-stock" } else { "probe" }.into(),
+    });
     power_off();
 }
 
@@ -40,9 +49,7 @@ fn run(port: &mut port::ReportPort) -> Result<()> {
     for case in cases::ENABLED {
         port.send(&Event::Call(cases::run(case, nr)));
     }
-    let module = module::load();
-    let loaded = matches!(&module, Event::Fact { value, .. } if value == "ok");
-    port.send(&module);
+    let loaded = load_module(port, "module_load");
     if loaded {
         port.send(&Event::Call(module::read("module_read")));
         port.send(&Event::Call(module::ioctl_raw("module_ioctl_raw")));
@@ -57,11 +64,40 @@ fn run(port: &mut port::ReportPort) -> Result<()> {
         port.send(&Event::Call(module::read("disabled_module_read")));
         port.send(&Event::Call(module::ioctl_raw("disabled_module_ioctl_raw")));
     }
-    port.send(&Event::Fact {
-        name: "dmesg_warnings".into(),
-        value: kmsg::warnings_since(boot_log).join("\n"),
-    });
+    report_warnings(port, "dmesg_warnings", boot_log);
     Ok(())
+}
+
+/// On a stock kernel: load the module and use it, nothing else.
+fn run_stock(port: &mut port::ReportPort) -> Result<()> {
+    port.send(&Event::Hello {
+        who: "probe-stock".into(),
+        kernel: kernel_release(),
+    });
+    let boot_log = kmsg::last_seq();
+    if load_module(port, "stock_module_load") {
+        port.send(&Event::Call(module::read("stock_module_read")));
+        port.send(&Event::Call(module::ioctl_raw("stock_module_ioctl_raw")));
+    }
+    report_warnings(port, "stock_dmesg_warnings", boot_log);
+    Ok(())
+}
+
+fn load_module(port: &mut port::ReportPort, fact: &str) -> bool {
+    let value = module::load();
+    let loaded = value == "ok";
+    port.send(&Event::Fact {
+        name: fact.into(),
+        value,
+    });
+    loaded
+}
+
+fn report_warnings(port: &mut port::ReportPort, fact: &str, since: u64) {
+    port.send(&Event::Fact {
+        name: fact.into(),
+        value: kmsg::warnings_since(since).join("\n"),
+    });
 }
 
 fn kernel_release() -> String {

@@ -7,16 +7,16 @@ use std::fs::File;
 use std::io::Read;
 use std::os::fd::AsRawFd;
 
-use proto::{Call, Event};
+use proto::Call;
 
 const DEVICE: &str = "/dev/hello_hypercall";
 /// HELLO_HYPERCALL_IOC_RAW from guest-module/hello_hypercall.h:
 /// _IOR('H', 0x01, __s64).
 const IOC_RAW: u64 = 0x8008_4801;
 
-/// Loads the module; the result is a fact, "ok" or the error.
-pub fn load() -> Event {
-    let value = match File::open(format!("/{}", proto::MODULE_FILE)) {
+/// Loads the module: "ok", or what went wrong.
+pub fn load() -> String {
+    match File::open(format!("/{}", proto::MODULE_FILE)) {
         Ok(ko) => {
             match nix::kmod::finit_module(&ko, &CString::default(), nix::kmod::ModuleInitFlags::empty()) {
                 Ok(()) => "ok".to_string(),
@@ -24,10 +24,6 @@ pub fn load() -> Event {
             }
         }
         Err(e) => format!("no module in the initramfs: {e}"),
-    };
-    Event::Fact {
-        name: "module_load".into(),
-        value,
     }
 }
 

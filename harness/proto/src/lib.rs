@@ -24,9 +24,16 @@ pub const NR_ENV: &str = "hh_nr";
 /// Where the guest module sits in L2's initramfs.
 pub const MODULE_FILE: &str = "hello_hypercall.ko";
 
-/// Marker written into the host's trace buffer when the agent disables the
-/// hypercall, so the trace can be split into an "enabled" and a "disabled" part.
-pub const TRACE_MARK_DISABLED: &str = "hello-hypercall: phase disabled";
+/// Markers the agent writes into the host's trace buffer, followed by a
+/// phase name, to split the trace: "disabled" once the probe had the
+/// hypercall turned off, then the name of each further guest. The trace
+/// starts in the phase "enabled".
+pub const TRACE_MARK_PREFIX: &str = "hello-hypercall: phase ";
+
+/// Kernel command line key (an environment variable for init) naming what
+/// the probe does: "main" (the syscall, the module, both phases) or
+/// "stock" (the module only, on a kernel without the series).
+pub const MODE_ENV: &str = "hh_mode";
 
 /// One fact from a guest program.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -47,6 +54,9 @@ pub enum Event {
     Error { what: String },
     /// How L2's QEMU ended, as seen from L1.
     L2Exit {
+        /// The guest's name ("main", "stock").
+        #[serde(default)]
+        guest: String,
         status: Option<i32>,
         timed_out: bool,
         seconds: f64,
@@ -104,8 +114,8 @@ pub fn tsc_khz(cpuinfo: &str) -> Option<u64> {
 /// L2's QEMU command line (without the program), from the agent's config.
 /// Pure, so the flags can be reviewed and tested without a VM; xtask's
 /// benchmark uses it too, so its floor runs L2 the same way.
-pub fn l2_qemu_args(cfg: &AgentConfig, out: &Path, tsc_khz: Option<u64>) -> Vec<String> {
-    let mut append = cfg.l2_append.clone();
+pub fn l2_qemu_args(cfg: &AgentConfig, guest: &Guest, out: &Path, tsc_khz: Option<u64>) -> Vec<String> {
+    let mut append = guest.append.clone();
     if let Some(khz) = tsc_khz {
         // A nested guest on busy cores can fail to calibrate its TSC, and
         // then KVM never starts it: hand it the frequency L1 measured.
@@ -138,14 +148,14 @@ pub fn l2_qemu_args(cfg: &AgentConfig, out: &Path, tsc_khz: Option<u64>) -> Vec<
     }
     args.extend([
         "-kernel".into(),
-        cfg.l2_kernel.clone(),
+        guest.kernel.clone(),
         "-initrd".into(),
-        cfg.l2_initrd.clone(),
+        guest.initrd.clone(),
         "-append".into(),
         append,
         // ttyS0: L2's console, straight into the run directory.
         "-serial".into(),
-        format!("file:{}", out.join("l2-console.log").display()),
+        format!("file:{}", out.join(guest.file("console")).display()),
         // ttyS1: the probe's report port, relayed by the agent.
         "-serial".into(),
         "stdio".into(),
@@ -161,11 +171,11 @@ pub struct AgentConfig {
     pub qemu: String,
     /// A BIOS image for L2, or empty for QEMU's default.
     pub bios: String,
-    pub l2_kernel: String,
-    pub l2_initrd: String,
+    /// The L2 guests, run one after the other: the first is the patched
+    /// guest (which asks for the hypercall to be disabled), the others run
+    /// with it enabled again.
+    pub guests: Vec<Guest>,
     pub l2_memory_mib: u32,
-    /// L2's kernel command line, less the TSC options the agent measures.
-    pub l2_append: String,
     /// L2's deadline; QEMU is killed when it passes.
     pub l2_timeout_secs: u64,
     /// Size of L1's per-CPU trace buffer.
@@ -181,6 +191,25 @@ pub struct AgentConfig {
     /// Each test program's deadline.
     #[serde(default)]
     pub l1_test_timeout_secs: u64,
+}
+
+/// One L2 guest.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Guest {
+    /// "main" or "stock"; names its files and its trace phase.
+    pub name: String,
+    pub kernel: String,
+    pub initrd: String,
+    /// Its kernel command line, less the TSC options the agent measures.
+    pub append: String,
+}
+
+impl Guest {
+    /// The name of one of its files in the run directory, e.g.
+    /// "l2-main-console.log".
+    pub fn file(&self, what: &str) -> String {
+        format!("l2-{}-{what}.log", self.name)
+    }
 }
 
 /// File name of the [`AgentConfig`] in the run directory.
@@ -216,14 +245,21 @@ mod tests {
         );
     }
 
+    fn guest() -> Guest {
+        Guest {
+            name: "main".into(),
+            kernel: "/k/bzImage".into(),
+            initrd: "/k/initrd.cpio".into(),
+            append: "console=ttyS0".into(),
+        }
+    }
+
     fn cfg() -> AgentConfig {
         AgentConfig {
             qemu: "/usr/bin/qemu-system-x86_64".into(),
             bios: String::new(),
-            l2_kernel: "/k/bzImage".into(),
-            l2_initrd: "/k/initrd.cpio".into(),
+            guests: vec![guest()],
             l2_memory_mib: 256,
-            l2_append: "console=ttyS0".into(),
             l2_timeout_secs: 60,
             trace_buffer_kb: 4096,
             fallback_tsc_khz: None,
@@ -244,11 +280,11 @@ mod tests {
 
     #[test]
     fn l2_gets_kvm_tsc_and_two_ports() {
-        let args = l2_qemu_args(&cfg(), Path::new("/tmp/out"), Some(2_000_000));
+        let args = l2_qemu_args(&cfg(), &guest(), Path::new("/tmp/out"), Some(2_000_000));
         let joined = args.join(" ");
         assert!(joined.starts_with("-accel kvm -cpu host -m 256"));
         assert!(joined.contains("console=ttyS0 tsc_early_khz=2000000 tsc=reliable"));
-        assert!(joined.ends_with("-serial file:/tmp/out/l2-console.log -serial stdio"));
+        assert!(joined.ends_with("-serial file:/tmp/out/l2-main-console.log -serial stdio"));
         assert!(!joined.contains("-bios"));
     }
 }

@@ -157,10 +157,14 @@ impl RawRun {
         ]);
         let initrd = dir.join("l2-raw.cpio");
         std::fs::write(&initrd, cpio)?;
-        let mut l2 = config.clone();
-        l2.l2_initrd = initrd.display().to_string();
+        let mut guest = config
+            .guests
+            .first()
+            .context("agent.json names no guest")?
+            .clone();
+        guest.initrd = initrd.display().to_string();
         let init = dir.join("l1-init.sh");
-        std::fs::write(&init, l1_script(&l2))?;
+        std::fs::write(&init, l1_script(config, &guest))?;
         cmd!(sh, "chmod 0755 {init}").run()?;
         let l1 = qemu::L1 {
             accel,
@@ -196,9 +200,9 @@ impl RawRun {
 
 /// L1's init for the raw run: mount what QEMU needs, run L2 exactly as the
 /// agent does (same argv builder), reboot.
-fn l1_script(config: &proto::AgentConfig) -> String {
+fn l1_script(config: &proto::AgentConfig, guest: &proto::Guest) -> String {
     let out = Path::new("/tmp/out");
-    let args = proto::l2_qemu_args(config, out, None);
+    let args = proto::l2_qemu_args(config, guest, out, None);
     let words: Vec<String> = args
         .iter()
         .enumerate()

@@ -19,7 +19,7 @@ use crate::qemu::{self, Accel, L1};
 use crate::report::Report;
 use crate::stage::Stages;
 use crate::verdict::{self, Check, Evidence, Verdict};
-use crate::{deps, initramfs, layout, module, selftests, source, trace};
+use crate::{deps, initramfs, layout, module, selftests, source, stock, trace};
 
 /// Guest memory: L1 holds L2 plus its own kernel and QEMU.
 pub const L1_MEMORY_MIB: u32 = 1024;
@@ -201,10 +201,26 @@ fn pipeline(
         l1_tests.push(path);
     }
     let module = stages.run("module", |p| {
-        module::build(sh, &guest, &run_dir.join("build-guest-module.log"), p)
+        let log = run_dir.join("build-guest-module.log");
+        module::build(
+            sh,
+            &guest.dir,
+            &guest.key,
+            &guest.sibling("guest-module"),
+            &log,
+            p,
+        )
     })?;
+    let stock = stages.run("stock", |p| stock_guest(sh, run_dir, p))?;
     stages.run("images", |p| {
-        images(sh, &guest, series.as_ref(), &l1_tests, &module.ko, run_dir, p)
+        let inputs = Images {
+            guest: &guest,
+            series: series.as_ref(),
+            l1_tests: &l1_tests,
+            module: &module.ko,
+            stock: stock.as_ref().ok().map(|(s, m)| (s, m.ko.as_path())),
+        };
+        images(sh, &inputs, run_dir, p)
     })?;
     let qemu = qemu::which("qemu-system-x86_64").context("qemu-system-x86_64 is not on PATH")?;
     let agent = layout::target().join(GUEST_TARGET).join("release/agent");
@@ -244,12 +260,20 @@ fn pipeline(
             l1_console: read("l1-console.log"),
             l1_qemu_stderr: read("l1-qemu-stderr.log"),
             report: read("l1-report.log"),
-            l2_console: read("l2-console.log"),
+            l2_console: read("l2-main-console.log"),
             trace: std::fs::read_to_string(run_dir.join("trace.txt"))
                 .ok()
-                .map(|t| trace::parse(&t, proto::TRACE_MARK_DISABLED)),
+                .map(|t| trace::parse(&t)),
             hc_nr: hypercall_nr(&tree),
             module_warnings: module.warnings.clone(),
+            stock: match &stock {
+                Ok((s, m)) => verdict::Stock::Ran {
+                    release: s.release.clone(),
+                    console: read("l2-stock-console.log"),
+                    module_warnings: m.warnings.clone(),
+                },
+                Err(why) => verdict::Stock::Skipped(why.clone()),
+            },
             l1_tests: l1_tests
                 .iter()
                 .filter_map(|t| t.file_name())
@@ -265,17 +289,27 @@ fn pipeline(
     Ok(checks)
 }
 
+/// What the images stage packs for the guests.
+#[derive(Clone, Copy)]
+struct Images<'a> {
+    guest: &'a Plan,
+    series: Option<&'a Series>,
+    l1_tests: &'a [PathBuf],
+    module: &'a Path,
+    /// Debian's stock kernel and the module built for it, when it runs.
+    stock: Option<(&'a stock::Stock, &'a Path)>,
+}
+
 /// Builds the static guest programs, L2's initramfs and the agent's
 /// config. Returns the syscall number handed to the probe.
-fn images(
-    sh: &Shell,
-    guest: &Plan,
-    series: Option<&Series>,
-    l1_tests: &[PathBuf],
-    module: &Path,
-    run_dir: &Path,
-    p: &crate::stage::Progress,
-) -> Result<i64> {
+fn images(sh: &Shell, inputs: &Images, run_dir: &Path, p: &crate::stage::Progress) -> Result<i64> {
+    let Images {
+        guest,
+        series,
+        l1_tests,
+        module,
+        stock,
+    } = *inputs;
     p.say("cargo build --release (agent, probe: static)");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     // crt-static on the gnu target gives self-contained binaries without
@@ -305,17 +339,32 @@ fn images(
     let initrd = run_dir.join("l2-initramfs.cpio");
     let ko = std::fs::read(module).context("read the guest module")?;
     std::fs::write(&initrd, initramfs::l2(&probe, Some(&ko)))?;
+    // quiet: every console byte of a nested guest is an exit through two
+    // hypervisors; errors still print.
+    let mut guests = vec![proto::Guest {
+        name: "main".into(),
+        kernel: guest.bzimage().display().to_string(),
+        initrd: initrd.display().to_string(),
+        append: format!("console=ttyS0 panic=-1 quiet {}={nr}", proto::NR_ENV),
+    }];
+    if let Some((stock, ko)) = stock {
+        let initrd = run_dir.join("l2-stock-initramfs.cpio");
+        let ko = std::fs::read(ko).context("read the stock guest's module")?;
+        std::fs::write(&initrd, initramfs::l2(&probe, Some(&ko)))?;
+        guests.push(proto::Guest {
+            name: "stock".into(),
+            kernel: stock.kernel.display().to_string(),
+            initrd: initrd.display().to_string(),
+            append: format!("console=ttyS0 panic=-1 quiet {}=stock", proto::MODE_ENV),
+        });
+    }
 
     let qemu = qemu::which("qemu-system-x86_64").context("qemu-system-x86_64 is not on PATH")?;
     let config = proto::AgentConfig {
         qemu: qemu.display().to_string(),
         bios: qemu::qboot().map(|b| b.display().to_string()).unwrap_or_default(),
-        l2_kernel: guest.bzimage().display().to_string(),
-        l2_initrd: initrd.display().to_string(),
+        guests,
         l2_memory_mib: L2_MEMORY_MIB,
-        // quiet: every console byte of a nested guest is an exit through
-        // two hypervisors; errors still print.
-        l2_append: format!("console=ttyS0 panic=-1 quiet {}={nr}", proto::NR_ENV),
         l2_timeout_secs: L2_TIMEOUT.as_secs(),
         trace_buffer_kb: TRACE_BUFFER_KB,
         fallback_tsc_khz: host_tsc_khz(),
@@ -327,6 +376,26 @@ fn images(
         serde_json::to_string_pretty(&config)?,
     )?;
     Ok(nr)
+}
+
+/// Debian's stock cloud kernel and the module built against its headers,
+/// or why that guest cannot run here.
+fn stock_guest(
+    sh: &Shell,
+    run_dir: &Path,
+    p: &crate::stage::Progress,
+) -> Result<Result<(stock::Stock, module::Module), String>> {
+    let stock = match stock::ensure(sh, p)? {
+        Ok(stock) => stock,
+        Err(why) => {
+            println!("    SKIP the stock-kernel guest: {why}");
+            return Ok(Err(why));
+        }
+    };
+    let dir = layout::kernels().join(format!("stock-{}.guest-module", stock.release));
+    let log = run_dir.join("build-stock-guest-module.log");
+    let module = module::build(sh, &stock.headers, &stock.release, &dir, &log, p)?;
+    Ok(Ok((stock, module)))
 }
 
 /// This machine's TSC frequency; under TCG it is L1's too.

@@ -22,6 +22,7 @@ mod report;
 mod selftests;
 mod source;
 mod stage;
+mod stock;
 #[cfg(test)]
 mod tidy;
 mod trace;

@@ -1,5 +1,6 @@
-//! guest-module/, built out of tree against the guest kernel's build
-//! directory, in a copy under target/ so the source directory stays clean.
+//! guest-module/, built out of tree against a guest kernel's build
+//! directory (ours, or Debian's headers package), in a copy under target/
+//! so the source directory stays clean.
 
 use std::path::{Path, PathBuf};
 
@@ -7,7 +8,6 @@ use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use xshell::{cmd, Shell};
 
-use crate::build::Plan;
 use crate::layout;
 use crate::patches::hex;
 use crate::stage::Progress;
@@ -20,12 +20,20 @@ pub struct Module {
     pub warnings: Vec<String>,
 }
 
-pub fn build(sh: &Shell, guest: &Plan, log: &Path, progress: &Progress) -> Result<Module> {
+/// Builds into `dir` against `kdir`; `kernel_key` identifies that kernel
+/// (a build key, a package release) for the cache.
+pub fn build(
+    sh: &Shell,
+    kdir: &Path,
+    kernel_key: &str,
+    dir: &Path,
+    log: &Path,
+    progress: &Progress,
+) -> Result<Module> {
     let src = layout::root().join("guest-module");
-    let dir = guest.sibling("guest-module");
     let ko = dir.join("hello_hypercall.ko");
     let mut h = Sha256::new();
-    h.update(&guest.key);
+    h.update(kernel_key);
     for f in SOURCES {
         h.update(std::fs::read(src.join(f)).with_context(|| format!("read guest-module/{f}"))?);
     }
@@ -41,14 +49,13 @@ pub fn build(sh: &Shell, guest: &Plan, log: &Path, progress: &Progress) -> Resul
         });
     }
     if dir.exists() {
-        std::fs::remove_dir_all(&dir)?;
+        std::fs::remove_dir_all(dir)?;
     }
-    sh.create_dir(&dir)?;
+    sh.create_dir(dir)?;
     for f in SOURCES {
         std::fs::copy(src.join(f), dir.join(f))?;
     }
     progress.say("make M=guest-module W=1 modules");
-    let kdir = &guest.dir;
     let out = cmd!(sh, "make -C {kdir} M={dir} W=1 modules")
         .quiet()
         .ignore_status()

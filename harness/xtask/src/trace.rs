@@ -1,6 +1,7 @@
 //! Reads L1's ftrace output (the `trace` file the agent saved): the
 //! trace_printk greetings, the kvm_hypercall events and the hypercall exits,
-//! split at the agent's marker into the enabled and the disabled phase.
+//! split into phases at the agent's markers: "enabled" from the start, then
+//! "disabled", then one per further guest ("stock").
 
 use std::collections::BTreeMap;
 
@@ -15,19 +16,27 @@ pub struct Phase {
     pub hypercall_exits: usize,
 }
 
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub struct Trace {
-    pub enabled: Phase,
-    pub disabled: Phase,
-    /// The agent's phase marker was found.
-    pub marker: bool,
+    /// The phases in trace order, each with its name.
+    pub phases: Vec<(String, Phase)>,
     /// The ring buffer overflowed and dropped events.
     pub lost_events: bool,
 }
 
+impl Trace {
+    /// A phase by name; `None` when its marker never made it to the trace.
+    pub fn phase(&self, name: &str) -> Option<&Phase> {
+        self.phases.iter().find(|(n, _)| n == name).map(|(_, p)| p)
+    }
+}
+
 /// Parses the text of /sys/kernel/tracing/trace.
-pub fn parse(text: &str, marker: &str) -> Trace {
-    let mut t = Trace::default();
+pub fn parse(text: &str) -> Trace {
+    let mut t = Trace {
+        phases: vec![("enabled".into(), Phase::default())],
+        lost_events: false,
+    };
     for line in text.lines() {
         if line.starts_with('#') {
             continue;
@@ -40,11 +49,11 @@ pub fn parse(text: &str, marker: &str) -> Trace {
             continue;
         };
         // Without kallsyms the writer shows as an address: match the text.
-        if message == marker {
-            t.marker = true;
+        if let Some(name) = message.strip_prefix(proto::TRACE_MARK_PREFIX) {
+            t.phases.push((name.to_string(), Phase::default()));
             continue;
         }
-        let phase = if t.marker { &mut t.disabled } else { &mut t.enabled };
+        let phase = &mut t.phases.last_mut().expect("the trace starts with a phase").1;
         match event {
             "kvm_hypercall" => {
                 if let Some(nr) = hypercall_nr(message) {
@@ -106,8 +115,6 @@ fn hypercall_nr(message: &str) -> Option<u64> {
 mod tests {
     use super::*;
 
-    const MARK: &str = "hello-hypercall: phase disabled";
-
     #[test]
     fn lines_split_at_the_timestamp() {
         let l = " qemu-system-x86-80      [000] d..1.    31.441526: kvm_exit: vcpu 0 reason vmmcall rip 0x1";
@@ -127,23 +134,24 @@ mod tests {
  agent-1 [000] ..... 2.0: tracing_mark_write: hello-hypercall: phase disabled
  q-1 [000] ..... 3.0: kvm_hypercall: nr 0xd a0 0x1000 a1 0xc a2 0x0 a3 0x0
 ";
-        let t = parse(text, MARK);
-        assert!(t.marker);
-        assert_eq!(t.enabled.hello, 1);
-        assert_eq!(t.enabled.hypercalls.get(&13), Some(&1));
-        assert_eq!(t.enabled.hypercall_exits, 1);
-        assert_eq!(t.disabled.hello, 0);
-        assert_eq!(t.disabled.hypercalls.get(&13), Some(&1));
+        let t = parse(text);
+        let (on, off) = (t.phase("enabled").unwrap(), t.phase("disabled").unwrap());
+        assert_eq!(on.hello, 1);
+        assert_eq!(on.hypercalls.get(&13), Some(&1));
+        assert_eq!(on.hypercall_exits, 1);
+        assert_eq!(off.hello, 0);
+        assert_eq!(off.hypercalls.get(&13), Some(&1));
+        assert!(t.phase("stock").is_none());
     }
 
     #[test]
     fn user_space_markers_are_not_greetings() {
         let text = " agent-1 [000] ..... 2.0: tracing_mark_write: Hello World\n";
-        assert_eq!(parse(text, MARK).enabled.hello, 0);
+        assert_eq!(parse(text).phase("enabled").unwrap().hello, 0);
     }
 
     #[test]
     fn lost_events_are_noticed() {
-        assert!(parse("CPU:0 [LOST 42 EVENTS]\n", MARK).lost_events);
+        assert!(parse("CPU:0 [LOST 42 EVENTS]\n").lost_events);
     }
 }

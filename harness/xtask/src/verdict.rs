@@ -49,6 +49,17 @@ impl Check {
     }
 }
 
+/// The stock-kernel guest: skipped with a reason, or run.
+pub enum Stock {
+    Skipped(String),
+    Ran {
+        release: String,
+        console: String,
+        /// W=1 warnings of the module built against its headers.
+        module_warnings: Vec<String>,
+    },
+}
+
 /// Everything a finished boot left behind.
 pub struct Evidence {
     /// L1's QEMU exit code, `None` when it was killed.
@@ -67,6 +78,8 @@ pub struct Evidence {
     pub hc_nr: Option<u64>,
     /// Compiler warnings of the guest module's W=1 build.
     pub module_warnings: Vec<String>,
+    /// The second L2 guest, Debian's stock kernel with the module only.
+    pub stock: Stock,
     /// The test programs the agent was asked to run in L1, with their output.
     pub l1_tests: Vec<(String, String)>,
 }
@@ -114,6 +127,16 @@ const SYSCALL_CHECKS: &[(&str, &str, Want)] = &[
         "disabled_module_ioctl_raw",
         Want::Ret(-1000),
     ),
+];
+
+/// The stock guest's module calls: the same promises as on the patched guest.
+const STOCK_CHECKS: &[(&str, &str, Want)] = &[
+    (
+        "stock_module_read",
+        "stock_module_read",
+        Want::Stored(12, "Hello World\\n"),
+    ),
+    ("stock_module_ioctl_raw", "stock_module_ioctl_raw", Want::Ret(0)),
 ];
 
 /// Lines that mean a kernel went wrong, whatever the tests said.
@@ -175,8 +198,13 @@ pub fn judge(e: &Evidence) -> Vec<Check> {
     }
 
     checks.push(param_check(&events));
-    checks.push(module_check(&events, &e.module_warnings));
-    checks.push(l2_check(&events, &e.l2_console));
+    checks.push(module_check(
+        &events,
+        "guest_module",
+        "module_load",
+        &e.module_warnings,
+    ));
+    checks.push(l2_check(&events, "l2_run", "main", "probe", &e.l2_console));
 
     let calls: Vec<&Call> = events
         .iter()
@@ -198,7 +226,8 @@ pub fn judge(e: &Evidence) -> Vec<Check> {
     }
     checks.push(console_check("l1_console_clean", "L1", &e.l1_console));
     checks.push(console_check("l2_console_clean", "L2", &e.l2_console));
-    checks.push(dmesg_check(&events));
+    checks.push(dmesg_check(&events, "l2_dmesg_clean", "dmesg_warnings"));
+    checks.extend(stock_checks(&e.stock, &events, e.trace.as_ref(), e.hc_nr));
     checks
 }
 
@@ -260,55 +289,47 @@ fn param_check(events: &[Event]) -> Check {
 }
 
 /// The guest module built without warnings at W=1 and loaded in L2.
-fn module_check(events: &[Event], warnings: &[String]) -> Check {
-    let load = events.iter().find_map(|ev| match ev {
-        Event::Fact { name, value } if name == "module_load" => Some(value.as_str()),
-        _ => None,
-    });
+fn module_check(events: &[Event], check: &str, fact: &str, warnings: &[String]) -> Check {
+    let load = fact_value(events, fact);
     match (load, warnings.is_empty()) {
         (_, false) => Check::new(
-            "guest_module",
+            check,
             Verdict::Fail,
             format!("W=1 warnings: {}", warnings.join(" | ")),
         ),
-        (Some("ok"), true) => Check::new(
-            "guest_module",
-            Verdict::Pass,
-            "built without W=1 warnings, loaded in L2",
-        ),
-        (Some(err), true) => Check::new(
-            "guest_module",
-            Verdict::Fail,
-            format!("did not load in L2: {err}"),
-        ),
+        (Some("ok"), true) => Check::new(check, Verdict::Pass, "built without W=1 warnings, loaded in L2"),
+        (Some(err), true) => Check::new(check, Verdict::Fail, format!("did not load in L2: {err}")),
         (None, true) => Check::new(
-            "guest_module",
+            check,
             Verdict::Fail,
             "NO RESULT: the probe did not report loading it",
         ),
     }
 }
 
-fn l2_check(events: &[Event], console: &str) -> Check {
+/// One L2 guest booted, its probe reported to the end, and QEMU ended in
+/// time. `who` is the probe's name in its Done event.
+fn l2_check(events: &[Event], check: &str, guest: &str, who: &str, console: &str) -> Check {
     let exit = events.iter().find_map(|ev| match ev {
         Event::L2Exit {
-            status,
+            guest: g,
             timed_out,
             seconds,
-        } => Some((*status, *timed_out, *seconds)),
+            ..
+        } if g == guest => Some((*timed_out, *seconds)),
         _ => None,
     });
     let probe_done = events
         .iter()
-        .any(|ev| matches!(ev, Event::Done { who } if who == "probe"));
+        .any(|ev| matches!(ev, Event::Done { who: w } if w == who));
     match exit {
-        Some((_, false, secs)) if probe_done => Check::new(
-            "l2_run",
+        Some((false, secs)) if probe_done => Check::new(
+            check,
             Verdict::Pass,
             format!("L2 booted, the probe reported, L2 ended after {secs:.1}s"),
         ),
-        Some((_, timed_out, _)) => Check::new("l2_run", Verdict::Fail, no_report("L2", timed_out, console)),
-        None => Check::new("l2_run", Verdict::Fail, "the agent did not report how L2 ended"),
+        Some((timed_out, _)) => Check::new(check, Verdict::Fail, no_report("L2", timed_out, console)),
+        None => Check::new(check, Verdict::Fail, "the agent did not report how L2 ended"),
     }
 }
 
@@ -395,7 +416,10 @@ fn trace_checks(trace: Option<&Trace>, hc_nr: Option<u64>) -> Vec<Check> {
         ""
     };
 
-    let (hello, calls) = (t.enabled.hello, ours(&t.enabled));
+    let none = crate::trace::Phase::default();
+    let enabled = t.phase("enabled").unwrap_or(&none);
+    let disabled = t.phase("disabled");
+    let (hello, calls) = (enabled.hello, ours(enabled));
     checks.push(if hello >= 3 && hello == calls {
         Check::new(NAMES[0], Verdict::Pass, format!("{hello} \"Hello World\" lines, one per hello hypercall"))
     } else if hello == 0 {
@@ -422,13 +446,13 @@ fn trace_checks(trace: Option<&Trace>, hc_nr: Option<u64>) -> Vec<Check> {
         ),
     });
 
-    checks.push(if t.enabled.hypercall_exits > 0 {
+    checks.push(if enabled.hypercall_exits > 0 {
         Check::new(
             NAMES[2],
             Verdict::Pass,
             format!(
                 "{} kvm_exit events for the hypercall instruction",
-                t.enabled.hypercall_exits
+                enabled.hypercall_exits
             ),
         )
     } else {
@@ -439,34 +463,30 @@ fn trace_checks(trace: Option<&Trace>, hc_nr: Option<u64>) -> Vec<Check> {
         )
     });
 
-    let disabled_calls = ours(&t.disabled);
-    checks.push(if !t.marker {
-        Check::new(
+    checks.push(match disabled {
+        None => Check::new(
             NAMES[3],
             Verdict::Fail,
             "the agent's phase marker is missing from the trace",
-        )
-    } else if t.disabled.hello > 0 {
-        Check::new(
+        ),
+        Some(p) if p.hello > 0 => Check::new(
             NAMES[3],
             Verdict::Fail,
             format!(
                 "{} \"Hello World\" lines after the hypercall was disabled",
-                t.disabled.hello
+                p.hello
             ),
-        )
-    } else if disabled_calls == 0 {
-        Check::new(
+        ),
+        Some(p) if ours(p) == 0 => Check::new(
             NAMES[3],
             Verdict::Fail,
             "no hello hypercall reached the host after it was disabled",
-        )
-    } else {
-        Check::new(
+        ),
+        Some(p) => Check::new(
             NAMES[3],
             Verdict::Pass,
-            format!("{disabled_calls} hypercall(s) while disabled, no \"Hello World\" line"),
-        )
+            format!("{} hypercall(s) while disabled, no \"Hello World\" line", ours(p)),
+        ),
     });
     checks
 }
@@ -531,17 +551,78 @@ fn l1_test_checks(prog: &str, log: &str, events: &[Event]) -> Vec<Check> {
     checks
 }
 
+fn fact_value<'a>(events: &'a [Event], fact: &str) -> Option<&'a str> {
+    events.iter().find_map(|ev| match ev {
+        Event::Fact { name, value } if name == fact => Some(value.as_str()),
+        _ => None,
+    })
+}
+
+/// The stock guest: Debian's kernel without the series, the module only,
+/// in a trace phase of its own.
+fn stock_checks(stock: &Stock, events: &[Event], trace: Option<&Trace>, hc_nr: Option<u64>) -> Vec<Check> {
+    let (release, console, warnings) = match stock {
+        Stock::Skipped(why) => return vec![Check::new("stock_guest", Verdict::Skip, format!("SKIP: {why}"))],
+        Stock::Ran {
+            release,
+            console,
+            module_warnings,
+        } => (release, console, module_warnings),
+    };
+    let calls: Vec<&Call> = events
+        .iter()
+        .filter_map(|ev| match ev {
+            Event::Call(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    let mut checks = vec![
+        l2_check(events, "stock_l2_run", "stock", "probe-stock", console),
+        module_check(events, "stock_module", "stock_module_load", warnings),
+    ];
+    for (name, case, want) in STOCK_CHECKS {
+        checks.push(syscall_check(
+            name,
+            calls.iter().find(|c| c.case == *case).copied(),
+            want,
+        ));
+    }
+    let phase = trace.and_then(|t| t.phase("stock"));
+    let ours = phase.map_or(0, |p| {
+        hc_nr.and_then(|nr| p.hypercalls.get(&nr).copied()).unwrap_or(0)
+    });
+    checks.push(match phase {
+        None => Check::new(
+            "stock_trace_greeting",
+            Verdict::Fail,
+            "NO RESULT: no stock phase in the host's trace",
+        ),
+        Some(p) if p.hello >= 2 && p.hello == ours => Check::new(
+            "stock_trace_greeting",
+            Verdict::Pass,
+            format!("{} \"Hello World\" lines from {release}", p.hello),
+        ),
+        Some(p) => Check::new(
+            "stock_trace_greeting",
+            Verdict::Fail,
+            format!(
+                "{} \"Hello World\" lines for {ours} hello hypercalls from {release}; wanted 2",
+                p.hello
+            ),
+        ),
+    });
+    checks.push(dmesg_check(events, "stock_dmesg_clean", "stock_dmesg_warnings"));
+    checks
+}
+
 /// L2's console is quiet, so the probe reads warnings from /dev/kmsg,
 /// from what it logged while the probe ran (boot-time noise of emulated
 /// CPUs, such as XSAVE leaf dumps, is not the series' doing).
-fn dmesg_check(events: &[Event]) -> Check {
-    let warnings = events.iter().find_map(|ev| match ev {
-        Event::Fact { name, value } if name == "dmesg_warnings" => Some(value.as_str()),
-        _ => None,
-    });
+fn dmesg_check(events: &[Event], check: &str, fact: &str) -> Check {
+    let warnings = fact_value(events, fact);
     match warnings {
         None => Check::new(
-            "l2_dmesg_clean",
+            check,
             Verdict::Fail,
             "NO RESULT: the probe did not report L2's kernel log",
         ),
@@ -554,13 +635,13 @@ fn dmesg_check(events: &[Event]) -> Check {
                 .collect();
             if bad.is_empty() {
                 Check::new(
-                    "l2_dmesg_clean",
+                    check,
                     Verdict::Pass,
                     "no warning or worse in L2's kernel log while the probe ran",
                 )
             } else {
                 Check::new(
-                    "l2_dmesg_clean",
+                    check,
                     Verdict::Fail,
                     format!("L2's kernel log: {}", bad.join(" | ")),
                 )
@@ -607,9 +688,10 @@ mod tests {
             l1_qemu_stderr: String::new(),
             report: report.into(),
             l2_console: String::new(),
-            trace: trace_text.map(|t| trace::parse(t, proto::TRACE_MARK_DISABLED)),
+            trace: trace_text.map(trace::parse),
             hc_nr: Some(13),
             module_warnings: vec![],
+            stock: Stock::Skipped("not in this test".into()),
             l1_tests: vec![],
         }
     }
@@ -668,11 +750,17 @@ mod tests {
 
     #[test]
     fn captured_pass() {
-        let checks = judge(&evidence(
-            &fixture("report-pass.log"),
-            Some(&fixture("trace-pass.txt")),
-        ));
+        let mut e = evidence(&fixture("report-pass.log"), Some(&fixture("trace-pass.txt")));
+        e.stock = Stock::Ran {
+            release: "6.12.117+deb12-cloud-amd64".into(),
+            console: String::new(),
+            module_warnings: vec![],
+        };
+        let checks = judge(&e);
         assert_eq!(overall(&checks), Verdict::Pass, "{checks:#?}");
+        assert!(checks
+            .iter()
+            .any(|c| c.name == "stock_trace_greeting" && c.verdict == Verdict::Pass));
     }
 
     #[test]
