@@ -10,14 +10,16 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use proto::Event;
 
-/// Runs one test with a deadline; its output goes to l1test-<name>.log in
-/// the run directory.
+/// Runs one test command (a program and its arguments, split at white
+/// space) with a deadline; its output goes to l1test-<name>.log in the run
+/// directory.
 pub fn run(test: &str, out: &Path, timeout_secs: u64) -> Result<Event> {
-    let name = Path::new(test)
-        .file_name()
-        .map_or_else(|| test.to_string(), |n| n.to_string_lossy().into_owned());
+    let name = proto::l1_test_name(test);
+    let mut words = test.split_whitespace();
+    let program = words.next().context("an empty test command")?;
     let log = File::create(out.join(format!("l1test-{name}.log"))).context("create the test log")?;
-    let mut child = Command::new(test)
+    let mut child = Command::new(program)
+        .args(words)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)

@@ -193,6 +193,29 @@ pub struct AgentConfig {
     pub l1_test_timeout_secs: u64,
 }
 
+/// The name of an L1 test from its command line ("/x/hcall fuzz --seed 1"
+/// → "hcall-fuzz"): the program's file name and its words that are not
+/// options. It names the test's log file and its checks.
+pub fn l1_test_name(command: &str) -> String {
+    let mut words = command.split_whitespace();
+    let program = words.next().unwrap_or_default();
+    let base = Path::new(program)
+        .file_name()
+        .map_or(program.into(), |n| n.to_string_lossy());
+    let mut name = base.into_owned();
+    let mut options = false;
+    for w in words {
+        // An option's value ("--seed 1") is not a sub-command either.
+        if w.starts_with('-') || options {
+            options = true;
+            continue;
+        }
+        name.push('-');
+        name.push_str(w);
+    }
+    name
+}
+
 /// One L2 guest.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct Guest {
@@ -266,6 +289,16 @@ mod tests {
             l1_tests: vec![],
             l1_test_timeout_secs: 0,
         }
+    }
+
+    #[test]
+    fn l1_tests_are_named_by_program_and_subcommand() {
+        assert_eq!(l1_test_name("/a/b/hello_hypercall_test"), "hello_hypercall_test");
+        assert_eq!(
+            l1_test_name("/x/hcall fuzz --iterations 2000 --seed 7"),
+            "hcall-fuzz"
+        );
+        assert_eq!(l1_test_name("/x/hcall"), "hcall");
     }
 
     #[test]

@@ -180,10 +180,11 @@ fn pipeline(
 
     *host_kernel = Some(host.bzimage());
     // An unpatched tree has no such tests: the negative control runs none.
-    let mut l1_tests = if patched {
-        stages.run("selftests", |p| {
+    let mut l1_tests: Vec<String> = if patched {
+        let built = stages.run("selftests", |p| {
             selftests::build(sh, &host, &run_dir.join("build-selftests.log"), p)
-        })?
+        })?;
+        built.iter().map(|t| t.display().to_string()).collect()
     } else {
         Vec::new()
     };
@@ -198,7 +199,7 @@ fn pipeline(
                 path.display()
             );
         }
-        l1_tests.push(path);
+        l1_tests.push(path.display().to_string());
     }
     let module = stages.run("module", |p| {
         let log = run_dir.join("build-guest-module.log");
@@ -276,11 +277,10 @@ fn pipeline(
             },
             l1_tests: l1_tests
                 .iter()
-                .filter_map(|t| t.file_name())
-                .map(|n| {
-                    let n = n.to_string_lossy().into_owned();
-                    let log = read(&format!("l1test-{n}.log"));
-                    (n, log)
+                .map(|t| {
+                    let name = proto::l1_test_name(t);
+                    let log = read(&format!("l1test-{name}.log"));
+                    (name, log)
                 })
                 .collect(),
         })
@@ -294,7 +294,8 @@ fn pipeline(
 struct Images<'a> {
     guest: &'a Plan,
     series: Option<&'a Series>,
-    l1_tests: &'a [PathBuf],
+    /// Command lines of the test programs L1 runs.
+    l1_tests: &'a [String],
     module: &'a Path,
     /// Debian's stock kernel and the module built for it, when it runs.
     stock: Option<(&'a stock::Stock, &'a Path)>,
@@ -368,7 +369,7 @@ fn images(sh: &Shell, inputs: &Images, run_dir: &Path, p: &crate::stage::Progres
         l2_timeout_secs: L2_TIMEOUT.as_secs(),
         trace_buffer_kb: TRACE_BUFFER_KB,
         fallback_tsc_khz: host_tsc_khz(),
-        l1_tests: l1_tests.iter().map(|t| t.display().to_string()).collect(),
+        l1_tests: l1_tests.to_vec(),
         l1_test_timeout_secs: L1_TEST_TIMEOUT.as_secs(),
     };
     std::fs::write(
