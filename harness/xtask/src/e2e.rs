@@ -28,6 +28,8 @@ const L2_MEMORY_MIB: u32 = 256;
 const L2_TIMEOUT: Duration = Duration::from_secs(300);
 /// Each L1 test program's deadline (the kselftest default for kvm).
 const L1_TEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// hcall's fuzz calls in every run (the benchmark runs many more).
+const FUZZ_ITERATIONS: u32 = 2000;
 /// Per-CPU trace buffer in L1: room for every hypercall of a run.
 const TRACE_BUFFER_KB: u32 = 4096;
 /// The target the static guest programs are built for (see images()).
@@ -213,7 +215,8 @@ fn pipeline(
         )
     })?;
     let stock = stages.run("stock", |p| stock_guest(sh, run_dir, p))?;
-    stages.run("images", |p| {
+    // The images stage adds hcall to the tests L1 runs.
+    let l1_tests = stages.run("images", |p| {
         let inputs = Images {
             guest: &guest,
             series: series.as_ref(),
@@ -302,8 +305,8 @@ struct Images<'a> {
 }
 
 /// Builds the static guest programs, L2's initramfs and the agent's
-/// config. Returns the syscall number handed to the probe.
-fn images(sh: &Shell, inputs: &Images, run_dir: &Path, p: &crate::stage::Progress) -> Result<i64> {
+/// config. Returns the command lines of the tests L1 runs.
+fn images(sh: &Shell, inputs: &Images, run_dir: &Path, p: &crate::stage::Progress) -> Result<Vec<String>> {
     let Images {
         guest,
         series,
@@ -311,20 +314,26 @@ fn images(sh: &Shell, inputs: &Images, run_dir: &Path, p: &crate::stage::Progres
         module,
         stock,
     } = *inputs;
-    p.say("cargo build --release (agent, probe: static)");
+    p.say("cargo build --release (agent, probe, hcall: static)");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     // crt-static on the gnu target gives self-contained binaries without
     // installing another Rust target; --target keeps the flag away from
     // build scripts and proc macros.
     cmd!(
         sh,
-        "{cargo} build --quiet --release --target {GUEST_TARGET} -p agent -p probe"
+        "{cargo} build --quiet --release --target {GUEST_TARGET} -p agent -p probe -p hcall"
     )
     .quiet()
     .env("RUSTFLAGS", "-C target-feature=+crt-static")
     .run()
     .context("build the static guest programs")?;
     let bin = layout::target().join(GUEST_TARGET).join("release");
+    // hcall's cases, then a short fuzz whose seed makes a failure
+    // reproducible; on an unpatched host both must fail.
+    let hcall = bin.join("hcall").display().to_string();
+    let mut l1_tests = l1_tests.to_vec();
+    l1_tests.push(hcall.clone());
+    l1_tests.push(format!("{hcall} fuzz --iterations {FUZZ_ITERATIONS} --seed 1"));
 
     let nr = match build::syscall_nr(&guest.dir)? {
         Some(nr) => nr,
@@ -369,14 +378,14 @@ fn images(sh: &Shell, inputs: &Images, run_dir: &Path, p: &crate::stage::Progres
         l2_timeout_secs: L2_TIMEOUT.as_secs(),
         trace_buffer_kb: TRACE_BUFFER_KB,
         fallback_tsc_khz: host_tsc_khz(),
-        l1_tests: l1_tests.to_vec(),
+        l1_tests: l1_tests.clone(),
         l1_test_timeout_secs: L1_TEST_TIMEOUT.as_secs(),
     };
     std::fs::write(
         run_dir.join(proto::AGENT_CONFIG),
         serde_json::to_string_pretty(&config)?,
     )?;
-    Ok(nr)
+    Ok(l1_tests)
 }
 
 /// Debian's stock cloud kernel and the module built against its headers,

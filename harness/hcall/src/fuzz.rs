@@ -1,0 +1,476 @@
+//! `hcall fuzz`: random calls checked against the ABI model.
+//!
+//! Each iteration draws a mode and CPL, an enablement (kvm.hello_hypercall
+//! on or off, or a vCPU whose CPUID is enforced with the bit cleared) and
+//! a0..a3 from structured sets (inside memory, page and slot edges, the
+//! hole, the read-only slot, huge values). After the call the result must
+//! be one the ABI documents and the one `abi::expected` predicts, and the
+//! data areas must differ from before by exactly the predicted bytes.
+//! The kernel log is scanned at the end. Everything derives from the seed.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+
+use crate::abi::{self, describe, Enablement};
+use crate::cases::Ctx;
+use crate::check::{diff, guest_result, show, Change};
+use crate::host;
+use crate::json::Json;
+use crate::kmsg::{self, Kmsg};
+use crate::ktap::{Ktap, Outcome};
+use crate::layout::{self, DATA, END, HOLE, HOLE_END, PAGE};
+use crate::modes::Mode;
+use crate::prng::SplitMix64;
+use crate::vm::{Entry, PvCpuid, Stop, Vm, VmConfig};
+
+/// About 160 calls/s nested under TCG: a few seconds there.
+pub const DEFAULT_ITERATIONS: u64 = 1000;
+/// Failures printed in full; the rest are only counted.
+const SHOWN_FAILURES: usize = 10;
+
+#[derive(Debug, PartialEq)]
+pub struct Options {
+    pub json: bool,
+    pub iterations: u64,
+    pub seed: Option<u64>,
+}
+
+/// One drawn call: everything needed to run and to reproduce it.
+#[derive(Clone, Copy, Debug)]
+struct Draw {
+    mode: Mode,
+    cpl: u8,
+    enablement: Enablement,
+    args: [u64; 4],
+}
+
+fn draw_gpa(r: &mut SplitMix64) -> u64 {
+    let ram_end = layout::RAM.gpa + layout::RAM.size;
+    let edge_end = layout::EDGE.gpa + layout::EDGE.size;
+    let ro = layout::RO.gpa;
+    let near = |r: &mut SplitMix64, at: u64| at.wrapping_sub(r.below(16));
+    match r.below(11) {
+        0 => 0,
+        // Anywhere in the data area.
+        1 => DATA + r.below(ram_end - DATA - 16),
+        // Just before a page boundary inside the data area.
+        2 => {
+            let boundary = DATA + PAGE * (1 + r.below((ram_end - DATA) / PAGE - 1));
+            near(r, boundary)
+        }
+        // Across the boundary of slots 0 and 1, and from slot 1 into the hole.
+        3 => near(r, layout::EDGE.gpa),
+        4 => near(r, edge_end),
+        5 => HOLE + r.below(HOLE_END - HOLE),
+        6 => ro + r.below(layout::RO.size),
+        // Running into the read-only slot from the hole, and past the end.
+        7 => near(r, ro),
+        8 => END + r.below(1 << 20),
+        // Huge values, and one that truncates into the data area for a
+        // 32-bit caller.
+        9 => {
+            let top = u64::MAX - r.below(16);
+            r.pick(&[top, 1 << 52, 1 << 63, 0xffff_fff0, (1 << 32) | (DATA + 0x100)])
+        }
+        _ => r.next_u64(),
+    }
+}
+
+fn draw_size(r: &mut SplitMix64) -> u64 {
+    match r.below(8) {
+        0 => 0,
+        1..=3 => 1 + r.below(13),
+        4 => r.pick(&[64, 4096]),
+        // 2^32 is 0 for a 32-bit caller.
+        5 => r.pick(&[u64::from(u32::MAX), 1 << 32, (1 << 32) | 5]),
+        6 => u64::MAX,
+        _ => r.next_u64(),
+    }
+}
+
+fn draw_reserved(r: &mut SplitMix64) -> u64 {
+    if r.percent(85) {
+        0
+    } else {
+        let any = r.next_u64();
+        r.pick(&[1, 1 << 32, u64::MAX, any])
+    }
+}
+
+fn draw(r: &mut SplitMix64, can_toggle: bool) -> Draw {
+    let (mode, cpl) = match r.below(20) {
+        0..=3 => (Mode::Real, 0),
+        4..=8 => (Mode::Protected32, 0),
+        9..=16 => (Mode::Long64, 0),
+        _ => (Mode::Long64, 3),
+    };
+    let enablement = match r.below(10) {
+        0 | 1 if can_toggle => Enablement::ParamOff,
+        2 | 3 => Enablement::CpuidCleared,
+        _ => Enablement::On,
+    };
+    let args = [draw_gpa(r), draw_size(r), draw_reserved(r), draw_reserved(r)];
+    Draw {
+        mode,
+        cpl,
+        enablement,
+        args,
+    }
+}
+
+fn describe_draw(i: u64, d: &Draw) -> String {
+    let [a0, a1, a2, a3] = d.args;
+    format!(
+        "call {i}: {} cpl{} {:?} a0={a0:#x} a1={a1:#x} a2={a2:#x} a3={a3:#x}",
+        d.mode.name(),
+        d.cpl,
+        d.enablement
+    )
+}
+
+/// The problems with one call's outcome; empty if it matched the model.
+fn judge(d: &Draw, stop: &Stop, changes: &[Change]) -> Vec<String> {
+    let call = abi::Call {
+        args: d.args,
+        long_mode: d.mode.is_64bit(),
+        cpl: d.cpl,
+    };
+    let want = abi::expected(&call, d.enablement, &layout::SLOTS);
+    let regs = match stop {
+        Stop::Reported(regs) => regs,
+        other => return vec![format!("guest did not report: {other:?}")],
+    };
+    let got = guest_result(regs.rax, d.mode);
+    let mut problems = vec![];
+    if !abi::is_documented(got) {
+        problems.push(format!("result {} is not in the documented set", describe(got)));
+    }
+    if got != want.ret {
+        problems.push(format!("got {}, want {}", describe(got), describe(want.ret)));
+    }
+    let wanted: Vec<(u64, u8)> = match &want.writes {
+        Some((at, bytes)) => bytes
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (at + i as u64, *b))
+            .collect(),
+        None => vec![],
+    };
+    // Canaries are never greeting bytes, so every wanted byte is a change.
+    let got_writes: Vec<(u64, u8)> = changes.iter().map(|c| (c.0, c.2)).collect();
+    let unexpected: Vec<&(u64, u8)> = got_writes.iter().filter(|w| !wanted.contains(w)).collect();
+    let missing = wanted.iter().filter(|w| !got_writes.contains(w)).count();
+    if let Some(first) = unexpected.first() {
+        problems.push(format!(
+            "{} unexpected byte(s) written, first {:#04x} at {:#x}",
+            unexpected.len(),
+            first.1,
+            first.0
+        ));
+    }
+    if missing > 0 {
+        let bytes: Vec<u8> = wanted.iter().map(|w| w.1).collect();
+        problems.push(format!("{missing} byte(s) of {} not written", show(&bytes)));
+    }
+    problems
+}
+
+/// A VM per CPUID setup, with the data areas as they must be now.
+struct Target {
+    vm: Vm,
+    reference: Vec<(u64, Vec<u8>)>,
+    cfg: VmConfig,
+}
+
+impl Target {
+    fn new(ctx: &Ctx, cfg: VmConfig) -> Result<Target> {
+        let mut vm = Vm::new(&ctx.kvm, &ctx.supported, &cfg)?;
+        vm.fill_canaries()?;
+        let reference = vm.data_areas()?;
+        Ok(Target { vm, reference, cfg })
+    }
+
+    /// Puts back the bytes a call changed, so every call starts from the
+    /// same canaries.
+    fn restore(&mut self, changes: &[Change]) -> Result<()> {
+        for c in changes {
+            self.vm.write(c.0, &[c.1])?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    calls: u64,
+    failures: u64,
+    shown: Vec<String>,
+    by_result: std::collections::BTreeMap<i64, u64>,
+    by_mode: std::collections::BTreeMap<String, u64>,
+    partial_efault_copies: u64,
+}
+
+pub fn main(dev: &str, opts: &Options) -> i32 {
+    let kvm = match host::open_kvm(dev) {
+        Ok(k) => k,
+        Err(host::NoKvm(why)) => {
+            print!("{}", crate::ktap::skip_all(&why));
+            return crate::ktap::EXIT_SKIP;
+        }
+    };
+    match fuzz(kvm, opts) {
+        Ok(code) => code,
+        Err(e) => {
+            println!("Bail out! {e:#}");
+            1
+        }
+    }
+}
+
+fn fuzz(kvm: kvm_ioctls::Kvm, opts: &Options) -> Result<i32> {
+    let seed = opts.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+    });
+    // With --json, stdout carries only the JSON; the KTAP goes to stderr.
+    let stream: Box<dyn std::io::Write> = if opts.json {
+        Box::new(std::io::stderr())
+    } else {
+        Box::new(std::io::stdout())
+    };
+    let mut out = Ktap::start(stream, 2);
+    let (mut ctx, notes) = host::prepare(kvm)?;
+    for n in &notes {
+        out.diag(n);
+    }
+    let can_toggle = ctx.param.as_ref().is_some_and(|p| p.writable());
+    out.diag(&format!(
+        "seed {seed} ({seed:#x}), {} iterations; kvm.hello_hypercall {}",
+        opts.iterations,
+        if can_toggle { "toggled at random" } else { "fixed" }
+    ));
+    let mut kmsg = Kmsg::open_at_end();
+
+    let mut normal = Target::new(&ctx, VmConfig::default())?;
+    let cleared_cfg = VmConfig {
+        cpuid: PvCpuid::Enforce { hello_bit: false },
+        ..VmConfig::default()
+    };
+    let mut cleared = Target::new(&ctx, cleared_cfg)?;
+    let mut rng = SplitMix64::new(seed);
+    let mut tally = Tally::default();
+    let start = Instant::now();
+
+    for i in 0..opts.iterations {
+        let mut d = draw(&mut rng, can_toggle);
+        // A fixed switch that is off makes every draw "ParamOff".
+        if let Some(p) = &ctx.param {
+            if !can_toggle && !p.get() {
+                d.enablement = Enablement::ParamOff;
+            }
+        }
+        if let (Some(p), true) = (&mut ctx.param, can_toggle) {
+            let on = d.enablement != Enablement::ParamOff;
+            if p.get() != on {
+                p.set(on)?;
+            }
+        }
+        let target = if d.enablement == Enablement::CpuidCleared {
+            &mut cleared
+        } else {
+            &mut normal
+        };
+        let entry = Entry::call(d.mode, d.cpl == 3, ctx.native, d.args);
+        let stop = target
+            .vm
+            .enter_guest(&entry, &mut |_| (-abi::KVM_ENOSYS) as u64)?;
+        let changes = diff(&target.reference, &target.vm.data_areas()?);
+        let problems = judge(&d, &stop, &changes);
+
+        tally.calls += 1;
+        *tally
+            .by_mode
+            .entry(format!("{}_cpl{}", d.mode.name(), d.cpl))
+            .or_default() += 1;
+        if let Stop::Reported(r) = &stop {
+            let got = guest_result(r.rax, d.mode);
+            *tally.by_result.entry(got).or_default() += 1;
+            if got == -abi::KVM_EFAULT && !changes.is_empty() {
+                tally.partial_efault_copies += 1;
+            }
+        }
+        if !problems.is_empty() {
+            tally.failures += 1;
+            if tally.shown.len() < SHOWN_FAILURES {
+                tally
+                    .shown
+                    .push(format!("{}: {}", describe_draw(i, &d), problems.join("; ")));
+            }
+        }
+        if matches!(stop, Stop::Reported(_)) {
+            target.restore(&changes)?;
+        } else {
+            // A VM that hung or crashed is replaced, not reused.
+            let cfg = target.cfg;
+            *target = Target::new(&ctx, cfg)?;
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    // Puts kvm.hello_hypercall back before the log is read.
+    drop(ctx);
+
+    for line in &tally.shown {
+        out.diag(line);
+    }
+    let results: Vec<String> = tally
+        .by_result
+        .iter()
+        .map(|(r, n)| format!("{}: {n}", describe(*r)))
+        .collect();
+    out.diag(&format!("results: {}", results.join(", ")));
+    out.diag(&format!(
+        "{} call(s) returned -KVM_EFAULT after a partial copy",
+        tally.partial_efault_copies
+    ));
+    let name = format!("fuzz: {} calls, seed {seed}", tally.calls);
+    if tally.failures > 0 {
+        out.diag(&format!(
+            "{} of {} calls did not match the ABI",
+            tally.failures, tally.calls
+        ));
+    }
+    out.result(
+        &name,
+        &if tally.failures == 0 {
+            Outcome::Pass
+        } else {
+            Outcome::Fail
+        },
+    );
+
+    let (log_outcome, log_problems) = match kmsg.as_mut().map_err(|e| format!("{e:#}")).and_then(|k| {
+        k.read_new()
+            .context("read the kernel log")
+            .map_err(|e| format!("{e:#}"))
+    }) {
+        Ok(messages) => {
+            let bad = kmsg::troubles(&messages);
+            for b in &bad {
+                out.diag(&format!("kernel: {b}"));
+            }
+            (
+                if bad.is_empty() {
+                    Outcome::Pass
+                } else {
+                    Outcome::Fail
+                },
+                Json::Arr(bad.into_iter().map(Json::Str).collect()),
+            )
+        }
+        Err(why) => (Outcome::Skip(why), Json::Null),
+    };
+    out.result("fuzz: kernel log has no WARNING, BUG or Oops", &log_outcome);
+    out.totals();
+
+    if opts.json {
+        let by_result = tally
+            .by_result
+            .iter()
+            .map(|(r, n)| (r.to_string(), Json::Int(*n as i64)));
+        let by_mode = tally
+            .by_mode
+            .iter()
+            .map(|(m, n)| (m.clone(), Json::Int(*n as i64)));
+        let j = Json::obj([
+            ("calls", Json::Int(tally.calls as i64)),
+            ("seed", Json::Int(seed as i64)),
+            ("failures", Json::Int(tally.failures as i64)),
+            ("seconds", Json::Num(elapsed)),
+            ("calls_per_sec", Json::Num(tally.calls as f64 / elapsed)),
+            ("by_result", Json::obj(by_result)),
+            ("by_mode", Json::obj(by_mode)),
+            (
+                "partial_efault_copies",
+                Json::Int(tally.partial_efault_copies as i64),
+            ),
+            ("kernel_log_problems", log_problems),
+            (
+                "first_failures",
+                Json::Arr(tally.shown.iter().map(|s| Json::str(s.clone())).collect()),
+            ),
+        ]);
+        println!("{j}");
+    }
+    Ok(if out.failed > 0 { 1 } else { 0 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kvm_bindings::kvm_regs;
+
+    fn reported(rax: u64) -> Stop {
+        Stop::Reported(kvm_regs {
+            rax,
+            ..Default::default()
+        })
+    }
+
+    fn d(mode: Mode, args: [u64; 4]) -> Draw {
+        Draw {
+            mode,
+            cpl: 0,
+            enablement: Enablement::On,
+            args,
+        }
+    }
+
+    fn greeting_at(at: u64, n: usize) -> Vec<Change> {
+        let mut text = abi::GREETING[..n].to_vec();
+        text[n - 1] = 0;
+        text.iter()
+            .enumerate()
+            .map(|(i, b)| (at + i as u64, 0xaa, *b))
+            .collect()
+    }
+
+    #[test]
+    fn judge_accepts_the_model() {
+        let call = d(Mode::Long64, [DATA, 5, 0, 0]);
+        assert!(judge(&call, &reported(5), &greeting_at(DATA, 5)).is_empty());
+        // 32-bit: zero-extended -22 in RAX is -22.
+        let bad = d(Mode::Protected32, [DATA, 0, 0, 0]);
+        assert!(judge(&bad, &reported(0xffff_ffea), &[]).is_empty());
+    }
+
+    #[test]
+    fn judge_rejects_deviations() {
+        let call = d(Mode::Long64, [DATA, 5, 0, 0]);
+        let p = judge(&call, &reported(12), &greeting_at(DATA, 12));
+        assert!(p.iter().any(|x| x.contains("got 12, want 5")), "{p:?}");
+        assert!(p.iter().any(|x| x.contains("unexpected byte")), "{p:?}");
+        let p = judge(&call, &reported(5), &[]);
+        assert!(p.iter().any(|x| x.contains("not written")), "{p:?}");
+        let p = judge(&call, &reported(13), &greeting_at(DATA, 5));
+        assert!(p.iter().any(|x| x.contains("not in the documented set")), "{p:?}");
+        assert!(!judge(&call, &Stop::TimedOut, &[]).is_empty());
+    }
+
+    #[test]
+    fn draws_reproduce() {
+        let a: Vec<String> = {
+            let mut r = SplitMix64::new(7);
+            (0..50).map(|i| describe_draw(i, &draw(&mut r, true))).collect()
+        };
+        let b: Vec<String> = {
+            let mut r = SplitMix64::new(7);
+            (0..50).map(|i| describe_draw(i, &draw(&mut r, true))).collect()
+        };
+        assert_eq!(a, b);
+        // Without a switch to toggle, ParamOff is never drawn.
+        let mut r = SplitMix64::new(7);
+        assert!((0..200).all(|_| draw(&mut r, false).enablement != Enablement::ParamOff));
+    }
+}
