@@ -100,6 +100,7 @@ fn e2e_expect(kernel: KernelVersion, unpatched: bool) -> Result<()> {
         accel: Accel::Auto,
         keep_going: false,
         l1_test: vec![],
+        l1_test_timeout: 120,
         timeout: 300,
     };
     let report = e2e::execute(&args)?;

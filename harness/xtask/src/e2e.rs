@@ -26,8 +26,6 @@ pub const L1_MEMORY_MIB: u32 = 1024;
 const L2_MEMORY_MIB: u32 = 256;
 /// L2's deadline inside L1; L1's own comes from --timeout.
 const L2_TIMEOUT: Duration = Duration::from_secs(300);
-/// Each L1 test program's deadline (the kselftest default for kvm).
-const L1_TEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// hcall's fuzz calls in every run (the benchmark runs many more).
 const FUZZ_ITERATIONS: u32 = 2000;
 /// Per-CPU trace buffer in L1: room for every hypercall of a run.
@@ -191,9 +189,11 @@ fn pipeline(
         Vec::new()
     };
     for extra in &args.l1_test {
-        let path = extra
+        let mut words = extra.split_whitespace();
+        let program = PathBuf::from(words.next().context("--l1-test needs a program")?);
+        let path = program
             .canonicalize()
-            .with_context(|| format!("--l1-test {}: no such file", extra.display()))?;
+            .with_context(|| format!("--l1-test {}: no such file", program.display()))?;
         // L1 mounts its own tmpfs on /tmp, which hides the host's.
         if path.starts_with("/tmp") {
             bail!(
@@ -201,7 +201,12 @@ fn pipeline(
                 path.display()
             );
         }
-        l1_tests.push(path.display().to_string());
+        let rest: Vec<&str> = words.collect();
+        l1_tests.push(
+            format!("{} {}", path.display(), rest.join(" "))
+                .trim_end()
+                .to_string(),
+        );
     }
     let module = stages.run("module", |p| {
         let log = run_dir.join("build-guest-module.log");
@@ -223,6 +228,7 @@ fn pipeline(
             l1_tests: &l1_tests,
             module: &module.ko,
             stock: stock.as_ref().ok().map(|(s, m)| (s, m.ko.as_path())),
+            l1_test_timeout: args.l1_test_timeout,
         };
         images(sh, &inputs, run_dir, p)
     })?;
@@ -300,6 +306,7 @@ struct Images<'a> {
     /// Command lines of the test programs L1 runs.
     l1_tests: &'a [String],
     module: &'a Path,
+    l1_test_timeout: u64,
     /// Debian's stock kernel and the module built for it, when it runs.
     stock: Option<(&'a stock::Stock, &'a Path)>,
 }
@@ -313,6 +320,7 @@ fn images(sh: &Shell, inputs: &Images, run_dir: &Path, p: &crate::stage::Progres
         l1_tests,
         module,
         stock,
+        ..
     } = *inputs;
     p.say("cargo build --release (agent, probe, hcall: static)");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -379,7 +387,7 @@ fn images(sh: &Shell, inputs: &Images, run_dir: &Path, p: &crate::stage::Progres
         trace_buffer_kb: TRACE_BUFFER_KB,
         fallback_tsc_khz: host_tsc_khz(),
         l1_tests: l1_tests.clone(),
-        l1_test_timeout_secs: L1_TEST_TIMEOUT.as_secs(),
+        l1_test_timeout_secs: inputs.l1_test_timeout,
     };
     std::fs::write(
         run_dir.join(proto::AGENT_CONFIG),

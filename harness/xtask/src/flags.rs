@@ -68,11 +68,14 @@ pub struct E2eArgs {
     /// Run every check even after a stage failed, where later stages can run.
     #[arg(long)]
     pub keep_going: bool,
-    /// Also run this program inside L1 after L2, with the hypercall
-    /// enabled (repeatable). It sees the patched /dev/kvm; its KTAP or TAP
-    /// output becomes checks of their own.
-    #[arg(long, value_name = "PATH")]
-    pub l1_test: Vec<PathBuf>,
+    /// Also run this program (with its arguments, in one quoted word)
+    /// inside L1 after L2, with the hypercall enabled (repeatable). It sees
+    /// the patched /dev/kvm; its KTAP or TAP output becomes checks.
+    #[arg(long, value_name = "PATH [ARGS]")]
+    pub l1_test: Vec<String>,
+    /// Deadline of each program run inside L1, in seconds.
+    #[arg(long, default_value_t = 120)]
+    pub l1_test_timeout: u64,
     /// L1's deadline in seconds; QEMU is killed when it passes.
     #[arg(long, default_value_t = 300)]
     pub timeout: u64,
