@@ -7,7 +7,9 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
+use crate::flags::KernelArgs;
 use crate::qemu::which;
+use crate::source;
 use crate::stage::Progress;
 
 /// Programs, each with the Debian package that provides it.
@@ -56,6 +58,17 @@ pub fn missing(tarballs: &[(&Path, String)]) -> Vec<String> {
     );
     pkgs.dedup();
     pkgs
+}
+
+/// The deps stage of a run on `kernel`: Debian's source package too,
+/// unless the user brings a tree.
+pub fn ensure_for(sh: &Shell, kernel: &KernelArgs, progress: &Progress) -> Result<()> {
+    let tarball = source::tarball(kernel.kernel);
+    let tarballs = match kernel.tree {
+        Some(_) => vec![],
+        None => vec![(tarball.as_path(), source::package(kernel.kernel))],
+    };
+    ensure(sh, &tarballs, progress)
 }
 
 /// Installs what is missing (as root) or fails naming all of it.

@@ -108,13 +108,7 @@ fn pipeline(
     host_kernel: &mut Option<PathBuf>,
 ) -> Result<Vec<Check>> {
     let version = args.kernel.kernel;
-    let tarball = source::tarball(version);
-    let tarballs = if args.kernel.tree.is_some() {
-        vec![]
-    } else {
-        vec![(tarball.as_path(), source::package(version))]
-    };
-    stages.run("deps", |p| deps::ensure(sh, &tarballs, p))?;
+    stages.run("deps", |p| deps::ensure_for(sh, &args.kernel, p))?;
     let source = stages.run("source", |p| source::prepare(sh, &args.kernel, p))?;
     // The negative control does not need the series, only its syscall
     // number when the series is there.

@@ -277,13 +277,7 @@ pub fn run(args: &PatchesArgs) -> Result<ExitCode> {
     let sh = Shell::new()?;
     let mut stages = Stages::default();
     let version = args.kernel.kernel;
-    let tarball = source::tarball(version);
-    let tarballs = if args.kernel.tree.is_some() {
-        vec![]
-    } else {
-        vec![(tarball.as_path(), source::package(version))]
-    };
-    stages.run("deps", |p| deps::ensure(&sh, &tarballs, p))?;
+    stages.run("deps", |p| deps::ensure_for(&sh, &args.kernel, p))?;
     let source = stages.run("source", |p| source::prepare(&sh, &args.kernel, p))?;
     let series = Series::load(&layout::series_dir(version))?;
     stages.run("patch", |p| apply(&sh, &source, &series, p))?;

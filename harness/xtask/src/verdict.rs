@@ -206,13 +206,7 @@ pub fn judge(e: &Evidence) -> Vec<Check> {
     ));
     checks.push(l2_check(&events, "l2_run", "main", "probe", &e.l2_console));
 
-    let calls: Vec<&Call> = events
-        .iter()
-        .filter_map(|ev| match ev {
-            Event::Call(c) => Some(c),
-            _ => None,
-        })
-        .collect();
+    let calls = calls(&events);
     for (name, case, want) in SYSCALL_CHECKS {
         checks.push(syscall_check(
             name,
@@ -551,6 +545,17 @@ fn l1_test_checks(prog: &str, log: &str, events: &[Event]) -> Vec<Check> {
     checks
 }
 
+/// Every syscall or device call the probes reported.
+fn calls(events: &[Event]) -> Vec<&Call> {
+    events
+        .iter()
+        .filter_map(|ev| match ev {
+            Event::Call(c) => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
 fn fact_value<'a>(events: &'a [Event], fact: &str) -> Option<&'a str> {
     events.iter().find_map(|ev| match ev {
         Event::Fact { name, value } if name == fact => Some(value.as_str()),
@@ -569,13 +574,7 @@ fn stock_checks(stock: &Stock, events: &[Event], trace: Option<&Trace>, hc_nr: O
             module_warnings,
         } => (release, console, module_warnings),
     };
-    let calls: Vec<&Call> = events
-        .iter()
-        .filter_map(|ev| match ev {
-            Event::Call(c) => Some(c),
-            _ => None,
-        })
-        .collect();
+    let calls = calls(events);
     let mut checks = vec![
         l2_check(events, "stock_l2_run", "stock", "probe-stock", console),
         module_check(events, "stock_module", "stock_module_load", warnings),
