@@ -361,6 +361,9 @@ fn describe(c: &Call) -> String {
     if c.ret == -1 {
         return format!("-1, {}", errno_name(c.errno));
     }
+    if c.ret == -1000 {
+        return "-1000 (-KVM_ENOSYS: the host does not handle the hypercall)".into();
+    }
     let canary = if c.canary_intact {
         ""
     } else {
