@@ -221,7 +221,8 @@ impl RawRun {
             run_dir: dir.to_path_buf(),
             memory_mib: crate::e2e::L1_MEMORY_MIB,
             bios: None,
-            params: vec![],
+            // The same parameters as the E2E, TSC frequency included.
+            params: crate::e2e::l1_params(accel),
         };
         Ok(RawRun {
             qemu: qemu::which("qemu-system-x86_64").context("qemu-system-x86_64 is not on PATH")?,

@@ -416,7 +416,7 @@ fn host_tsc_khz() -> Option<u64> {
 }
 
 /// L1's extra kernel parameters.
-fn l1_params(accel: Accel) -> Vec<String> {
+pub fn l1_params(accel: Accel) -> Vec<String> {
     // In-kernel handling is off by default: the run opts in.
     let mut params = vec!["kvm.hello_hypercall=1".to_string()];
     if accel == Accel::Tcg {
