@@ -120,11 +120,18 @@ fn pipeline(
 
     let (tree, variant, tree_id) = if args.kernel.unpatched {
         println!("==> patch\n    skipped: --unpatched builds the base as is");
-        (
-            source.repo.clone(),
-            format!("{}-base", source.name),
-            source.base.clone(),
-        )
+        let variant = format!("{}-base", source.name);
+        // The user's own checkout may hold an in-tree build, which breaks
+        // out-of-tree builds, and must not be touched: use a worktree.
+        let tree = match args.kernel.tree {
+            Some(_) => {
+                let worktree = layout::sources().join(&variant);
+                stages.run("checkout", |p| patches::checkout(sh, &source, &worktree, p))?;
+                worktree
+            }
+            None => source.repo.clone(),
+        };
+        (tree, variant, source.base.clone())
     } else {
         let series = series.as_ref().context("no series")?;
         let tree = stages.run("patch", |p| patches::apply(sh, &source, series, p))?;
