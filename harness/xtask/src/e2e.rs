@@ -126,7 +126,9 @@ fn pipeline(
         let tree = match args.kernel.tree {
             Some(_) => {
                 let worktree = layout::sources().join(&variant);
-                stages.run("checkout", |p| patches::checkout(sh, &source, &worktree, p))?;
+                stages.run("checkout", |p| {
+                    patches::checkout(sh, &source, &worktree, &source.base, p)
+                })?;
                 worktree
             }
             None => source.repo.clone(),

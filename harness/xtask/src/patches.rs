@@ -87,8 +87,15 @@ pub fn parse_series(text: &str) -> (String, Vec<String>) {
     (base, patches)
 }
 
-/// Applies `series` to `source` in a worktree and returns its path. Cached:
-/// nothing is done when the worktree already holds this series on this base.
+/// Applies `series` to `source` and returns the worktree holding the
+/// result. Cached: nothing is done when it already holds this series on
+/// this base.
+///
+/// `git am` runs in a scratch worktree that is reset to the base first; the
+/// build worktree then moves to the resulting commit, which rewrites only
+/// the files whose content changed. Re-applying in place would give every
+/// file the series touches a new mtime, and headers such as syscalls.h and
+/// kvm_para.h would make an edit to one changelog rebuild most of a kernel.
 pub fn apply(sh: &Shell, source: &Source, series: &Series, progress: &Progress) -> Result<PathBuf> {
     let worktree = layout::sources().join(format!("{}-hello", source.name));
     let stamp = layout::sources().join(format!("{}-hello.stamp", source.name));
@@ -105,13 +112,14 @@ pub fn apply(sh: &Shell, source: &Source, series: &Series, progress: &Progress) 
             );
         }
     }
-    checkout(sh, source, &worktree, progress)?;
+    let scratch = layout::sources().join(format!("{}-am", source.name));
+    checkout(sh, source, &scratch, &source.base, progress)?;
     let _ = std::fs::remove_file(&stamp);
     progress.say("git am --3way");
     let patches = series.paths();
     let out = cmd!(
         sh,
-        "git -C {worktree} -c user.name=hello-hypercall -c user.email=xtask@hello-hypercall.invalid am -q --3way {patches...}"
+        "git -C {scratch} -c user.name=hello-hypercall -c user.email=xtask@hello-hypercall.invalid am -q --3way {patches...}"
     )
     .quiet()
     .ignore_status()
@@ -122,26 +130,34 @@ pub fn apply(sh: &Shell, source: &Source, series: &Series, progress: &Progress) 
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        let _ = cmd!(sh, "git -C {worktree} am --abort")
+        let _ = cmd!(sh, "git -C {scratch} am --abort")
             .quiet()
             .ignore_status()
             .ignore_stderr()
             .run();
         bail!("{}", am_failure(&text, series));
     }
+    let patched = cmd!(sh, "git -C {scratch} rev-parse HEAD").quiet().read()?;
+    progress.say("check out the patched tree");
+    checkout(sh, source, &worktree, &patched, progress)?;
     std::fs::write(&stamp, key)?;
     Ok(worktree)
 }
 
-/// Puts a worktree of `source`'s repository at its base commit, creating it
-/// if needed. Only files that differ are rewritten, so builds from the
+/// Puts a worktree of `source`'s repository at `commit`, creating it if
+/// needed. Only files that differ are rewritten, so builds from the
 /// worktree stay incremental.
-pub fn checkout(sh: &Shell, source: &Source, worktree: &Path, progress: &Progress) -> Result<()> {
+pub fn checkout(
+    sh: &Shell,
+    source: &Source,
+    worktree: &Path,
+    commit: &str,
+    progress: &Progress,
+) -> Result<()> {
     let repo = &source.repo;
-    let base = &source.base;
     if !worktree.exists() {
-        progress.say("create the worktree");
-        cmd!(sh, "git -C {repo} worktree add -q --detach {worktree} {base}")
+        progress.say("create a worktree");
+        cmd!(sh, "git -C {repo} worktree add -q --detach {worktree} {commit}")
             .quiet()
             .run()
             .context("create a worktree")?;
@@ -151,7 +167,7 @@ pub fn checkout(sh: &Shell, source: &Source, worktree: &Path, progress: &Progres
             .ignore_status()
             .ignore_stderr()
             .run();
-        cmd!(sh, "git -C {worktree} checkout -q --detach --force {base}")
+        cmd!(sh, "git -C {worktree} checkout -q --detach --force {commit}")
             .quiet()
             .run()?;
     }
