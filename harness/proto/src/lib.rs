@@ -31,8 +31,9 @@ pub const MODULE_FILE: &str = "hello_hypercall.ko";
 pub const TRACE_MARK_PREFIX: &str = "hello-hypercall: phase ";
 
 /// Kernel command line key (an environment variable for init) naming what
-/// the probe does: "main" (the syscall, the module, both phases) or
-/// "stock" (the module only, on a kernel without the series).
+/// the probe does: "main" (the syscall, the module, both phases), "stock"
+/// (the module only, on a kernel without the series) or "off" (power off
+/// at once, for the benchmark's floor).
 pub const MODE_ENV: &str = "hh_mode";
 
 /// One fact from a guest program.

@@ -99,4 +99,8 @@ pub struct BenchArgs {
     /// Timed rounds; each runs a warm E2E and a raw nested boot. Medians are reported.
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
+    /// Skip hcall's benchmark and 100,000-call fuzz (about 15 minutes under
+    /// TCG); their figures are carried over from the last bench.json.
+    #[arg(long)]
+    pub no_hcall: bool,
 }
