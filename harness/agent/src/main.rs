@@ -64,8 +64,9 @@ fn run(report: &mut report::Report) -> Result<()> {
         if param::read().is_some() {
             param::write(true)?;
         }
-        for test in &cfg.l1_tests {
-            report.send(&tests::run(test, out, cfg.l1_test_timeout_secs)?);
+        let names = proto::l1_test_names(&cfg.l1_tests);
+        for (test, name) in cfg.l1_tests.iter().zip(&names) {
+            report.send(&tests::run(test, name, out, cfg.l1_test_timeout_secs)?);
         }
     }
     Ok(())

@@ -13,8 +13,8 @@ use proto::Event;
 /// Runs one test command (a program and its arguments, split at white
 /// space) with a deadline; its output goes to l1test-<name>.log in the run
 /// directory.
-pub fn run(test: &str, out: &Path, timeout_secs: u64) -> Result<Event> {
-    let name = proto::l1_test_name(test);
+pub fn run(test: &str, name: &str, out: &Path, timeout_secs: u64) -> Result<Event> {
+    let name = name.to_string();
     let mut words = test.split_whitespace();
     let program = words.next().context("an empty test command")?;
     let log = File::create(out.join(format!("l1test-{name}.log"))).context("create the test log")?;

@@ -217,6 +217,23 @@ pub fn l1_test_name(command: &str) -> String {
     name
 }
 
+/// The names of a list of L1 tests, made unique: a repeated name gets
+/// "-2", "-3"... in order, so two runs of one sub-command keep two logs.
+pub fn l1_test_names(commands: &[String]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for command in commands {
+        let base = l1_test_name(command);
+        let mut name = base.clone();
+        let mut n = 1;
+        while names.contains(&name) {
+            n += 1;
+            name = format!("{base}-{n}");
+        }
+        names.push(name);
+    }
+    names
+}
+
 /// One L2 guest.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct Guest {
@@ -300,6 +317,16 @@ mod tests {
             "hcall-fuzz"
         );
         assert_eq!(l1_test_name("/x/hcall"), "hcall");
+    }
+
+    #[test]
+    fn repeated_l1_tests_get_numbered() {
+        let commands = [
+            "/x/hcall fuzz --seed 1".to_string(),
+            "/x/hcall".into(),
+            "/x/hcall fuzz --seed 7".into(),
+        ];
+        assert_eq!(l1_test_names(&commands), ["hcall-fuzz", "hcall", "hcall-fuzz-2"]);
     }
 
     #[test]

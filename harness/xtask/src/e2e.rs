@@ -287,10 +287,9 @@ fn pipeline(
                 },
                 Err(why) => verdict::Stock::Skipped(why.clone()),
             },
-            l1_tests: l1_tests
-                .iter()
-                .map(|t| {
-                    let name = proto::l1_test_name(t);
+            l1_tests: proto::l1_test_names(&l1_tests)
+                .into_iter()
+                .map(|name| {
                     let log = read(&format!("l1test-{name}.log"));
                     (name, log)
                 })
