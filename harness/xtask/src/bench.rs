@@ -230,6 +230,8 @@ impl RawRun {
     }
 
     fn run(&self) -> Result<f64> {
+        let exit = self.dir.join("l2-exit");
+        let _ = std::fs::remove_file(&exit);
         let t = Instant::now();
         let outcome = qemu::run(
             &self.qemu,
@@ -240,6 +242,16 @@ impl RawRun {
         let secs = t.elapsed().as_secs_f64();
         if outcome.timed_out || outcome.code != Some(0) {
             bail!("the raw nested run did not complete; see {}", self.dir.display());
+        }
+        // The floor only counts if L2 really ran: L1's script records the
+        // exit status of L2's QEMU in the shared directory.
+        let l2 = std::fs::read_to_string(&exit).unwrap_or_default();
+        if l2.trim() != "0" {
+            bail!(
+                "L2 did not run in the raw nested boot (exit {:?}); see {}",
+                l2.trim(),
+                self.dir.display()
+            );
         }
         Ok(secs)
     }
@@ -273,6 +285,7 @@ fn l1_script(config: &proto::AgentConfig, guest: &proto::Guest) -> String {
          {bb} mount -t 9p -o trans=virtio,version=9p2000.L {tag} {out}\n\
          khz=$({bb} awk '/cpu MHz/ {{ printf \"%d\", $4 * 1000; exit }}' /proc/cpuinfo)\n\
          {} {} </dev/null\n\
+         echo $? > {out}/l2-exit\n\
          {bb} reboot -f\n",
         config.qemu,
         words.join(" "),
