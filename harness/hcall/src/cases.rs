@@ -159,53 +159,18 @@ const SLOT_EDGE: u64 = layout::EDGE.gpa - 6;
 /// 6 bytes before the end of slot 1: the rest lies in the hole.
 const HOLE_EDGE: u64 = HOLE - 6;
 
+#[rustfmt::skip]
 pub const CASES: &[Case] = &[
-    call(
-        "real_mode",
-        Mode::Real,
-        Enc::Native,
-        [BUF, 64, 0, 0],
-        Want::Wrote(GREETING),
-    ),
-    call(
-        "protected_mode_32",
-        Mode::Protected32,
-        Enc::Native,
-        [BUF, 64, 0, 0],
-        Want::Wrote(GREETING),
-    ),
-    call(
-        "protected_mode_32_error_sign_extended",
-        Mode::Protected32,
-        Enc::Native,
-        [BUF, 0, 0, 0],
-        Want::Nothing(-KVM_EINVAL),
-    ),
+    call("real_mode", Mode::Real, Enc::Native, [BUF, 64, 0, 0], Want::Wrote(GREETING)),
+    call("protected_mode_32", Mode::Protected32, Enc::Native, [BUF, 64, 0, 0], Want::Wrote(GREETING)),
+    call("protected_mode_32_error_sign_extended", Mode::Protected32, Enc::Native, [BUF, 0, 0, 0], Want::Nothing(-KVM_EINVAL)),
     // KVM must truncate a0..a3 to 32 bits for a 32-bit caller: these are
     // BUF, 64, 0 and 0 there.
-    call(
-        "protected_mode_32_upper_halves_ignored",
-        Mode::Protected32,
-        Enc::Native,
-        [0xdead_0000_0000_0000 | BUF, 1 << 40 | 64, 1 << 32, 1 << 33],
-        Want::Wrote(GREETING),
-    ),
+    call("protected_mode_32_upper_halves_ignored", Mode::Protected32, Enc::Native, [0xdead_0000_0000_0000 | BUF, 1 << 40 | 64, 1 << 32, 1 << 33], Want::Wrote(GREETING)),
     long("long_mode_cpl0", [BUF, 64, 0, 0], Want::Wrote(GREETING)),
     custom("long_mode_cpl3_eperm", long_mode_cpl3_eperm),
-    call(
-        "vmcall",
-        Mode::Long64,
-        Enc::Vmcall,
-        [BUF, 64, 0, 0],
-        Want::Wrote(GREETING),
-    ),
-    call(
-        "vmmcall",
-        Mode::Long64,
-        Enc::Vmmcall,
-        [BUF, 64, 0, 0],
-        Want::Wrote(GREETING),
-    ),
+    call("vmcall", Mode::Long64, Enc::Vmcall, [BUF, 64, 0, 0], Want::Wrote(GREETING)),
+    call("vmmcall", Mode::Long64, Enc::Vmmcall, [BUF, 64, 0, 0], Want::Wrote(GREETING)),
     custom("foreign_insn_ud_without_fix_quirk", foreign_insn_ud),
     long("buffer_exact_size", [BUF, 12, 0, 0], Want::Wrote(GREETING)),
     long("truncated_to_5", [BUF, 5, 0, 0], Want::Wrote(HELL)),
@@ -215,17 +180,9 @@ pub const CASES: &[Case] = &[
     long("oversized_buffer", [BUF, 4096, 0, 0], Want::Wrote(GREETING)),
     long("page_crossing", [PAGE_EDGE, 12, 0, 0], Want::Wrote(GREETING)),
     long("memslot_crossing", [SLOT_EDGE, 12, 0, 0], Want::Wrote(GREETING)),
-    long(
-        "readonly_memslot_efault",
-        [layout::RO.gpa + 0x40, 12, 0, 0],
-        Want::Fault,
-    ),
+    long("readonly_memslot_efault", [layout::RO.gpa + 0x40, 12, 0, 0], Want::Fault),
     long("past_end_of_memory_efault", [END, 12, 0, 0], Want::Fault),
-    long(
-        "hole_between_memslots_efault",
-        [HOLE + 0x40, 12, 0, 0],
-        Want::Fault,
-    ),
+    long("hole_between_memslots_efault", [HOLE + 0x40, 12, 0, 0], Want::Fault),
     long("buffer_runs_into_hole_efault", [HOLE_EDGE, 12, 0, 0], Want::Fault),
     long("huge_gpa_efault", [0xffff_ffff_ffff_fffa, 12, 0, 0], Want::Fault),
     long("zero_size_einval", [BUF, 0, 0, 0], Want::Nothing(-KVM_EINVAL)),

@@ -72,7 +72,10 @@ fn every_series_is_well_formed() {
 fn ci_runs_the_readme_test_command() {
     let root = layout::root();
     let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
-    assert!(read(".ci/run").contains("cargo xtask ci"), ".ci/run must call cargo xtask ci");
+    assert!(
+        read(".ci/run").contains("cargo xtask ci"),
+        ".ci/run must call cargo xtask ci"
+    );
     assert!(
         read("ci/run").contains("cargo xtask ci"),
         "ci/run must call cargo xtask ci"
