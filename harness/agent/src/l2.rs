@@ -49,6 +49,7 @@ pub fn run(
 
     let deadline = started + Duration::from_secs(cfg.l2_timeout_secs);
     let mut timed_out = false;
+    let (mut init_seconds, mut done_seconds) = (None, None);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match lines.recv_timeout(left) {
@@ -58,6 +59,11 @@ pub fn run(
                     continue;
                 };
                 report.send(&event);
+                match &event {
+                    Event::Hello { .. } => init_seconds = Some(started.elapsed().as_secs_f64()),
+                    Event::Done { .. } => done_seconds = Some(started.elapsed().as_secs_f64()),
+                    _ => {}
+                }
                 if let Event::Ask { what } = &event {
                     let answer = match on_ask(what) {
                         Ok(()) => proto::ANSWER_OK.to_string(),
@@ -79,6 +85,8 @@ pub fn run(
         status,
         timed_out,
         seconds: started.elapsed().as_secs_f64(),
+        init_seconds,
+        done_seconds,
     })
 }
 

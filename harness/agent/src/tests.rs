@@ -25,13 +25,15 @@ pub fn run(test: &str, name: &str, out: &Path, timeout_secs: u64) -> Result<Even
         .stderr(log)
         .spawn()
         .with_context(|| format!("start {test}"))?;
-    let deadline = Instant::now() + Duration::from_secs(timeout_secs);
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(timeout_secs);
     loop {
         if let Some(status) = child.try_wait()? {
             return Ok(Event::L1Test {
                 name,
                 status: status.code(),
                 timed_out: false,
+                seconds: start.elapsed().as_secs_f64(),
             });
         }
         if Instant::now() >= deadline {
@@ -41,6 +43,7 @@ pub fn run(test: &str, name: &str, out: &Path, timeout_secs: u64) -> Result<Even
                 name,
                 status: None,
                 timed_out: true,
+                seconds: start.elapsed().as_secs_f64(),
             });
         }
         std::thread::sleep(Duration::from_millis(50));

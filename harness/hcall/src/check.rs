@@ -21,22 +21,28 @@ pub type Change = (u64, u8, u8);
 /// Every byte that differs between two snapshots of the data areas.
 pub fn diff(before: &[(u64, Vec<u8>)], after: &[(u64, Vec<u8>)]) -> Vec<Change> {
     let mut changes = Vec::new();
+    for ((gpa, old), (_, new)) in before.iter().zip(after) {
+        diff_area(*gpa, old, new, &mut changes);
+    }
+    changes
+}
+
+/// Appends every byte that differs between two copies of the area at
+/// `gpa`.
+pub fn diff_area(gpa: u64, old: &[u8], new: &[u8], changes: &mut Vec<Change>) {
     // Whole chunks compare with memcmp; only differing ones byte by byte,
     // which matters for a fuzzer diffing a megabyte per call under TCG.
     const CHUNK: usize = 256;
-    for ((gpa, old), (_, new)) in before.iter().zip(after) {
-        for (c, (o, n)) in old.chunks(CHUNK).zip(new.chunks(CHUNK)).enumerate() {
-            if o == n {
-                continue;
-            }
-            for (i, (ob, nb)) in o.iter().zip(n).enumerate() {
-                if ob != nb {
-                    changes.push((gpa + (c * CHUNK + i) as u64, *ob, *nb));
-                }
+    for (c, (o, n)) in old.chunks(CHUNK).zip(new.chunks(CHUNK)).enumerate() {
+        if o == n {
+            continue;
+        }
+        for (i, (ob, nb)) in o.iter().zip(n).enumerate() {
+            if ob != nb {
+                changes.push((gpa + (c * CHUNK + i) as u64, *ob, *nb));
             }
         }
     }
-    changes
 }
 
 /// Checks the changed bytes against what the call may write: exactly

@@ -2,7 +2,7 @@
 //! identity-mapped, so these are also its virtual addresses.
 //!
 //! ```text
-//! 0x0000_0000  slot 0, RAM (1 MiB; below 1 MiB so real mode reaches it)
+//! 0x0000_0000  slot 0, RAM (256 KiB; below 1 MiB so real mode reaches it)
 //!   0x0000       real-mode IVT
 //!   0x1000       GDT
 //!   0x2000       IDT (64-bit gates), 0x2400 IDT (32-bit gates)
@@ -11,8 +11,8 @@
 //!   0x6000-0x7000  user stack (CPL 3), 0x7000-0x8000 kernel stack
 //!   0x9000       page tables: PML4, PDPT at 0xa000, PD at 0xb000
 //!   0x1_0000     data area: buffers and canaries, up to the end of slot 0
-//! 0x0010_0000  slot 1, RAM (one page, right after slot 0)
-//! 0x0010_1000  hole: no memslot
+//! 0x0004_0000  slot 1, RAM (one page, right after slot 0)
+//! 0x0004_1000  hole: no memslot
 //! 0x0020_0000  slot 2, read-only (KVM_MEM_READONLY, one page)
 //! 0x0020_1000  end of guest memory
 //! ```
@@ -43,19 +43,21 @@ pub const DATA: u64 = 0x1_0000;
 /// The usual buffer: 64 bytes into the data area, canaries before it.
 pub const BUF: u64 = DATA + 0x40;
 
+/// Small on purpose: the fuzzer compares every data byte after each call,
+/// and under TCG that comparison is a large part of a call's cost.
 pub const RAM: Slot = Slot {
     gpa: 0,
-    size: 0x10_0000,
+    size: 0x4_0000,
     readonly: false,
 };
 /// A second writable slot adjacent to RAM: a buffer across the boundary
 /// spans two memslots.
 pub const EDGE: Slot = Slot {
-    gpa: 0x10_0000,
+    gpa: 0x4_0000,
     size: PAGE,
     readonly: false,
 };
-pub const HOLE: u64 = 0x10_1000;
+pub const HOLE: u64 = 0x4_1000;
 pub const HOLE_END: u64 = 0x20_0000;
 pub const RO: Slot = Slot {
     gpa: 0x20_0000,

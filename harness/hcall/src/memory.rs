@@ -1,8 +1,9 @@
 //! Guest memory: anonymous host mappings handed to KVM as memslots.
 //!
 //! The guest writes this memory while KVM_RUN runs, so no Rust reference
-//! into it is ever held: reads and writes copy through raw pointers, and
-//! hcall is single-threaded, so none of them overlaps a KVM_RUN.
+//! into it outlives a call: reads and writes copy through raw pointers,
+//! `inspect` lends a slice for the length of a closure, and hcall is
+//! single-threaded, so none of them overlaps a KVM_RUN.
 
 use std::ptr::NonNull;
 
@@ -71,6 +72,19 @@ impl GuestMemory {
         // SAFETY: as in `write`, in the other direction.
         unsafe { std::ptr::copy_nonoverlapping(self.ptr.as_ptr().add(off), out.as_mut_ptr(), len) };
         Ok(out)
+    }
+
+    /// Lends `[offset, offset + len)` to `f` without a copy: the fuzzer
+    /// compares a megabyte per call, and under TCG a copy costs more than
+    /// the comparison.
+    pub fn inspect<R>(&self, offset: u64, len: usize, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
+        let off = self.check(offset, len)?;
+        // SAFETY: `check` keeps the range inside the mapping. Only KVM_RUN
+        // writes it behind Rust's back, and that needs `&mut Vm`, which
+        // cannot exist while this `&self` is borrowed; the slice does not
+        // outlive `f`.
+        let bytes = unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(off), len) };
+        Ok(f(bytes))
     }
 
     pub fn write_u64(&mut self, offset: u64, value: u64) -> Result<()> {

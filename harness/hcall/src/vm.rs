@@ -8,6 +8,7 @@ use kvm_bindings::{kvm_enable_cap, kvm_regs, kvm_run, kvm_sregs, kvm_userspace_m
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 
 use crate::abi;
+use crate::check::{diff_area, Change};
 use crate::deadline;
 use crate::exit::{classify, Action, Exit, UserHypercall};
 use crate::guest;
@@ -239,6 +240,22 @@ impl Vm {
             (layout::EDGE.gpa, self.edge.read(0, self.edge.len())?),
             (layout::RO.gpa, self.ro.read(0, self.ro.len())?),
         ])
+    }
+
+    /// The bytes of the data areas that differ from `snapshot`, a result
+    /// of [`Vm::data_areas`], compared in place.
+    pub fn changes_since(&self, snapshot: &[(u64, Vec<u8>)]) -> Result<Vec<Change>> {
+        let [(_, ram), (_, edge), (_, ro)] = snapshot else {
+            bail!("a snapshot of {} areas, not 3", snapshot.len());
+        };
+        let mut changes = Vec::new();
+        let mut compare = |mem: &GuestMemory, offset: u64, gpa: u64, old: &[u8]| {
+            mem.inspect(offset, old.len(), |now| diff_area(gpa, old, now, &mut changes))
+        };
+        compare(&self.ram, layout::DATA, layout::DATA, ram)?;
+        compare(&self.edge, 0, layout::EDGE.gpa, edge)?;
+        compare(&self.ro, 0, layout::RO.gpa, ro)?;
+        Ok(changes)
     }
 
     /// Fills the data areas with canaries: `canary(gpa)` at each address.

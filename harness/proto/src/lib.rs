@@ -61,12 +61,21 @@ pub enum Event {
         status: Option<i32>,
         timed_out: bool,
         seconds: f64,
+        /// When the probe said hello, from QEMU's start: the boot's share.
+        #[serde(default)]
+        init_seconds: Option<f64>,
+        /// When the probe said done: boot and probe, without the power-off.
+        #[serde(default)]
+        done_seconds: Option<f64>,
     },
     /// How one L1 test program ended; its output is in l1test-<name>.log.
     L1Test {
         name: String,
         status: Option<i32>,
         timed_out: bool,
+        /// Wall time inside L1, so a slow program shows in the report.
+        #[serde(default)]
+        seconds: f64,
     },
     /// The program reached its end; a report without it is incomplete.
     Done { who: String },

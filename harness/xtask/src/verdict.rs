@@ -309,20 +309,26 @@ fn l2_check(events: &[Event], check: &str, guest: &str, who: &str, console: &str
             guest: g,
             timed_out,
             seconds,
+            init_seconds,
             ..
-        } if g == guest => Some((*timed_out, *seconds)),
+        } if g == guest => Some((*timed_out, *seconds, *init_seconds)),
         _ => None,
     });
     let probe_done = events
         .iter()
         .any(|ev| matches!(ev, Event::Done { who: w } if w == who));
     match exit {
-        Some((false, secs)) if probe_done => Check::new(
+        Some((false, secs, init)) if probe_done => Check::new(
             check,
             Verdict::Pass,
-            format!("L2 booted, the probe reported, L2 ended after {secs:.1}s"),
+            match init {
+                Some(init) => {
+                    format!("L2 reached init after {init:.1}s, the probe reported, L2 ended after {secs:.1}s")
+                }
+                None => format!("L2 booted, the probe reported, L2 ended after {secs:.1}s"),
+            },
         ),
-        Some((timed_out, _)) => Check::new(check, Verdict::Fail, no_report("L2", timed_out, console)),
+        Some((timed_out, _, _)) => Check::new(check, Verdict::Fail, no_report("L2", timed_out, console)),
         None => Check::new(check, Verdict::Fail, "the agent did not report how L2 ended"),
     }
 }
@@ -519,7 +525,8 @@ fn l1_test_checks(prog: &str, log: &str, events: &[Event]) -> Vec<Check> {
             name,
             status,
             timed_out,
-        } if name == prog => Some((*status, *timed_out)),
+            seconds,
+        } if name == prog => Some((*status, *timed_out, *seconds)),
         _ => None,
     });
     let (verdict, detail) = match result {
@@ -527,12 +534,12 @@ fn l1_test_checks(prog: &str, log: &str, events: &[Event]) -> Vec<Check> {
             Verdict::Fail,
             "NO RESULT: the agent did not report this program".to_string(),
         ),
-        Some((_, true)) => (
+        Some((_, true, secs)) => (
             Verdict::Fail,
-            format!("TIMEOUT: killed at its deadline; last line: {last}"),
+            format!("TIMEOUT: killed at its deadline ({secs:.0}s); last line: {last}"),
         ),
-        Some((Some(4), _)) => (Verdict::Skip, format!("SKIP (exit 4): {last}")),
-        Some((Some(0), _)) if ktap.missing() > 0 => (
+        Some((Some(4), _, _)) => (Verdict::Skip, format!("SKIP (exit 4): {last}")),
+        Some((Some(0), _, _)) if ktap.missing() > 0 => (
             Verdict::Fail,
             format!(
                 "CRASH: {} of {} planned cases never reported",
@@ -540,9 +547,9 @@ fn l1_test_checks(prog: &str, log: &str, events: &[Event]) -> Vec<Check> {
                 ktap.plan.unwrap_or(0)
             ),
         ),
-        Some((Some(0), _)) if ktap.plan == Some(0) => (Verdict::Fail, "no tests ran".to_string()),
-        Some((Some(0), _)) => (Verdict::Pass, format!("exit 0: {last}")),
-        Some((status, _)) => (Verdict::Fail, format!("exit {status:?}: {last}")),
+        Some((Some(0), _, _)) if ktap.plan == Some(0) => (Verdict::Fail, "no tests ran".to_string()),
+        Some((Some(0), _, secs)) => (Verdict::Pass, format!("exit 0 after {secs:.1}s: {last}")),
+        Some((status, _, secs)) => (Verdict::Fail, format!("exit {status:?} after {secs:.1}s: {last}")),
     };
     checks.push(Check::new(prog, verdict, detail));
     checks
@@ -811,6 +818,7 @@ mod tests {
             name: "t".into(),
             status,
             timed_out: false,
+            seconds: 1.0,
         };
         let log = "TAP version 13\n1..2\nok 1 a\nok 2 # SKIP b\n";
         let checks = l1_test_checks("t", log, &[done(Some(0))]);
