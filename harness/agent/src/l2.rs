@@ -21,7 +21,7 @@ pub fn run(
     cfg: &AgentConfig,
     guest: &Guest,
     out: &Path,
-    report: &mut Report,
+    report: &Report,
     mut on_ask: impl FnMut(&str) -> Result<()>,
 ) -> Result<Event> {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
@@ -43,6 +43,7 @@ pub fn run(
         .stderr(stderr)
         .spawn()
         .with_context(|| format!("start {}", cfg.qemu))?;
+    let pid = child.id();
     let mut stdin = child.stdin.take().context("QEMU's stdin")?;
     let lines = spawn_reader(child.stdout.take().context("QEMU's stdout")?);
     let mut log = File::create(out.join(guest.file("report"))).context("create the L2 report log")?;
@@ -87,6 +88,7 @@ pub fn run(
         seconds: started.elapsed().as_secs_f64(),
         init_seconds,
         done_seconds,
+        pid: Some(pid),
     })
 }
 

@@ -1,10 +1,10 @@
 //! L1's init: the patched host's side of the end-to-end test.
 //!
-//! It mounts what it needs, turns on tracing, runs L2 under L1's KVM with
-//! QEMU from the host root (shared read-only over 9p), disables the
-//! hypercall when the probe in L2 asks, saves the trace into the run
-//! directory and powers off. Every fact goes to L1's second serial port;
-//! xtask draws the verdict.
+//! It mounts what it needs, turns on tracing, runs the L2 guests under L1's
+//! KVM with QEMU from the host root (shared read-only over 9p) beside the
+//! L1 tests, disables the hypercall when the main guest's probe asks, saves
+//! the trace into the run directory and powers off. Every fact goes to
+//! L1's second serial port; xtask draws the verdict.
 
 mod l2;
 mod mounts;
@@ -15,20 +15,22 @@ mod trace;
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
-use proto::{AgentConfig, Event};
+use anyhow::{anyhow, bail, Context, Result};
+use param::{Lease, Switch};
+use proto::{AgentConfig, Event, Guest};
+use report::Report;
 
 /// Where the run directory is mounted inside L1.
 const OUT: &str = "/tmp/out";
 
 fn main() {
     let mounted = mounts::mount_all(OUT);
-    let mut report = report::Report::open();
+    let report = report::Report::open();
     report.send(&Event::Hello {
         who: "agent".into(),
         kernel: kernel_release(),
     });
-    let result = mounted.and_then(|()| run(&mut report));
+    let result = mounted.and_then(|()| run(&report));
     if let Err(err) = result {
         report.send(&Event::Error {
             what: format!("{err:#}"),
@@ -38,7 +40,7 @@ fn main() {
     power_off();
 }
 
-fn run(report: &mut report::Report) -> Result<()> {
+fn run(report: &Report) -> Result<()> {
     let out = Path::new(OUT);
     let text = std::fs::read_to_string(out.join(proto::AGENT_CONFIG)).context("read agent.json")?;
     let cfg: AgentConfig = serde_json::from_str(&text).context("parse agent.json")?;
@@ -56,54 +58,95 @@ fn run(report: &mut report::Report) -> Result<()> {
 
     let vendor = trace::Vendor::detect();
     trace::start(cfg.trace_buffer_kb, vendor).context("set up tracing")?;
-    let result = run_guests(&cfg, out, report);
+    let switch = Switch::default();
+    let result = run_side_by_side(&cfg, out, report, &switch);
     trace::stop_and_save(&out.join("trace.txt")).context("save the trace")?;
     result?;
-    if !cfg.l1_tests.is_empty() {
-        // The probe had the hypercall disabled; the tests expect it on.
-        if param::read().is_some() {
-            param::write(true)?;
-        }
-        let names = proto::l1_test_names(&cfg.l1_tests);
-        for (test, name) in cfg.l1_tests.iter().zip(&names) {
-            report.send(&tests::run(test, name, out, cfg.l1_test_timeout_secs)?);
-        }
+    // Extra tests (--l1-test) run alone and after the trace is saved: a
+    // benchmark may toggle tracing, and its calls would flood the buffer.
+    let names = proto::l1_test_names(&cfg.all_l1_tests());
+    let extra_names = &names[cfg.l1_tests.len()..];
+    for (test, name) in cfg.l1_extra_tests.iter().zip(extra_names) {
+        let _lease = switch.lease(true)?;
+        report.send(&tests::run(test, name, out, cfg.l1_test_timeout_secs)?);
     }
     Ok(())
 }
 
-/// Runs each L2 guest in turn. The first one has the hypercall disabled
-/// half-way; every later one starts with it enabled again, in a trace
-/// phase of its own.
-fn run_guests(cfg: &AgentConfig, out: &Path, report: &mut report::Report) -> Result<()> {
-    for (i, guest) in cfg.guests.iter().enumerate() {
-        if i > 0 {
-            if param::read().is_some() {
-                param::write(true)?;
-            }
-            trace::mark(&format!("{}{}", proto::TRACE_MARK_PREFIX, guest.name))?;
+/// Runs the guests and the L1 tests side by side, one per vCPU: every
+/// guest after the first boots on a thread of its own (the stock kernel's
+/// boot is the longest part of a run), while this thread runs the first
+/// guest and then the tests. The trace tells their lines apart by the
+/// process that made each call.
+fn run_side_by_side(cfg: &AgentConfig, out: &Path, report: &Report, switch: &Switch) -> Result<()> {
+    std::thread::scope(|s| {
+        let others: Vec<_> = cfg
+            .guests
+            .iter()
+            .skip(1)
+            .map(|guest| s.spawn(move || run_guest(cfg, guest, out, report, switch)))
+            .collect();
+        let mut result = match cfg.guests.first() {
+            Some(guest) => run_guest(cfg, guest, out, report, switch),
+            None => Ok(()),
+        };
+        if result.is_ok() {
+            result = run_tests(cfg, out, report, switch);
         }
-        let exit =
-            l2::run(cfg, guest, out, report, on_ask).with_context(|| format!("run L2 {}", guest.name))?;
-        report.send(&exit);
-    }
+        for other in others {
+            let done = other
+                .join()
+                .unwrap_or_else(|_| Err(anyhow!("a guest's thread panicked")));
+            result = result.and(done);
+        }
+        result
+    })
+}
+
+/// Runs one L2 guest; what it holds of the switch is released once its
+/// QEMU has ended.
+fn run_guest(cfg: &AgentConfig, guest: &Guest, out: &Path, report: &Report, switch: &Switch) -> Result<()> {
+    let mut lease = None;
+    let exit = l2::run(cfg, guest, out, report, |what| on_ask(what, switch, &mut lease))
+        .with_context(|| format!("run L2 {}", guest.name))?;
+    drop(lease);
+    report.send(&exit);
     Ok(())
 }
 
-/// Does what the probe asked for; the answer goes back to the probe.
-fn on_ask(what: &str) -> Result<()> {
+/// Does what a probe asked for; the answer goes back to the probe.
+fn on_ask<'a>(what: &str, switch: &'a Switch, lease: &mut Option<Lease<'a>>) -> Result<()> {
+    // A second request replaces the first; release before waiting, or
+    // the guest would wait for itself.
+    *lease = None;
     match what {
+        // The main guest, half-way: the hypercall off until it ends.
         "disable" => {
-            trace::mark(&format!("{}disabled", proto::TRACE_MARK_PREFIX))?;
-            // An unpatched host has no parameter; there is nothing to turn
-            // off, and the verdict reads that from the parameter fact.
-            if param::read().is_some() {
-                param::write(false)?;
-            }
+            *lease = Some(switch.lease(false)?);
+            trace::mark(&format!("{}disabled", proto::TRACE_MARK_PREFIX))
+        }
+        // The stock guest, before it loads the module: on, and nobody
+        // turns it off until that guest ends.
+        "enable" => {
+            *lease = Some(switch.lease(true)?);
             Ok(())
         }
-        other => anyhow::bail!("unknown request {other:?}"),
+        other => bail!("unknown request {other:?}"),
     }
+}
+
+/// The KVM selftests and hcall, with the switch held: they expect the
+/// hypercall on, and hcall toggles it.
+fn run_tests(cfg: &AgentConfig, out: &Path, report: &Report, switch: &Switch) -> Result<()> {
+    if cfg.l1_tests.is_empty() {
+        return Ok(());
+    }
+    let _lease = switch.lease(true)?;
+    let names = proto::l1_test_names(&cfg.all_l1_tests());
+    for (test, name) in cfg.l1_tests.iter().zip(&names) {
+        report.send(&tests::run(test, name, out, cfg.l1_test_timeout_secs)?);
+    }
+    Ok(())
 }
 
 fn kernel_release() -> String {

@@ -3,13 +3,16 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::sync::Mutex;
 
 use proto::Event;
 
 const PORT: &str = "/dev/ttyS1";
 
+/// Shared by the threads that run guests side by side; each event is one
+/// write under the lock, so lines never interleave.
 pub struct Report {
-    file: Option<File>,
+    file: Mutex<Option<File>>,
 }
 
 impl Report {
@@ -17,13 +20,14 @@ impl Report {
     /// still finds them.
     pub fn open() -> Report {
         Report {
-            file: OpenOptions::new().write(true).open(PORT).ok(),
+            file: Mutex::new(OpenOptions::new().write(true).open(PORT).ok()),
         }
     }
 
-    pub fn send(&mut self, event: &Event) {
+    pub fn send(&self, event: &Event) {
         let line = event.to_line();
-        match &mut self.file {
+        let mut file = self.file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match &mut *file {
             Some(f) => {
                 let _ = f.write_all(line.as_bytes());
             }

@@ -53,6 +53,12 @@ pub fn start(buffer_kb: u32, vendor: Vendor) -> Result<()> {
     write("tracing_on", "0")?;
     write("buffer_size_kb", &buffer_kb.to_string())?;
     write("trace", "")?;
+    // Guests run side by side: each line is told apart by its thread
+    // group, which is the QEMU process that ran the call.
+    write("options/record-tgid", "1")?;
+    // One clock for every CPU, so the lines of two vCPUs merge in the
+    // order they happened, the agent's markers included.
+    write("trace_clock", "global")?;
     write("events/kvm/kvm_hypercall/enable", "1")?;
     let filter = format!("exit_reason == {}", vendor.hypercall_exit_reason());
     write("events/kvm/kvm_exit/filter", &filter)?;

@@ -67,6 +67,9 @@ pub enum Event {
         /// When the probe said done: boot and probe, without the power-off.
         #[serde(default)]
         done_seconds: Option<f64>,
+        /// L2's QEMU process: the trace's thread group of its calls.
+        #[serde(default)]
+        pid: Option<u32>,
     },
     /// How one L1 test program ended; its output is in l1test-<name>.log.
     L1Test {
@@ -181,9 +184,9 @@ pub struct AgentConfig {
     pub qemu: String,
     /// A BIOS image for L2, or empty for QEMU's default.
     pub bios: String,
-    /// The L2 guests, run one after the other: the first is the patched
-    /// guest (which asks for the hypercall to be disabled), the others run
-    /// with it enabled again.
+    /// The L2 guests, side by side: the first is the patched guest (which
+    /// asks for the hypercall to be disabled half-way), the others ask for
+    /// it enabled before they use it.
     pub guests: Vec<Guest>,
     pub l2_memory_mib: u32,
     /// L2's deadline; QEMU is killed when it passes.
@@ -193,14 +196,27 @@ pub struct AgentConfig {
     /// The host's TSC frequency, for when L1 cannot tell its own.
     #[serde(default)]
     pub fallback_tsc_khz: Option<u64>,
-    /// Test programs (host paths) the agent runs in L1 after L2, with the
-    /// hypercall enabled again: the KVM selftests and the hcall VMM. Each
-    /// prints KTAP or TAP, which xtask reads from l1test-<name>.log.
+    /// Test programs (host paths) the agent runs in L1 once the first
+    /// guest has ended, beside the others, with the hypercall enabled: the
+    /// KVM selftests and the hcall VMM. Each prints KTAP or TAP, which
+    /// xtask reads from l1test-<name>.log.
     #[serde(default)]
     pub l1_tests: Vec<String>,
+    /// Tests the user added (--l1-test): run alone after every guest has
+    /// ended and the trace is saved.
+    #[serde(default)]
+    pub l1_extra_tests: Vec<String>,
     /// Each test program's deadline.
     #[serde(default)]
     pub l1_test_timeout_secs: u64,
+}
+
+impl AgentConfig {
+    /// Every L1 test in the order they run; their names come from this
+    /// list (see [`l1_test_names`]).
+    pub fn all_l1_tests(&self) -> Vec<String> {
+        [self.l1_tests.as_slice(), self.l1_extra_tests.as_slice()].concat()
+    }
 }
 
 /// The name of an L1 test from its command line ("/x/hcall fuzz --seed 1"
@@ -314,6 +330,7 @@ mod tests {
             trace_buffer_kb: 4096,
             fallback_tsc_khz: None,
             l1_tests: vec![],
+            l1_extra_tests: vec![],
             l1_test_timeout_secs: 0,
         }
     }

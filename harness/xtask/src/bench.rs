@@ -1,10 +1,12 @@
 //! `cargo xtask bench`: how long a warm `cargo xtask e2e` takes next to a
-//! raw QEMU run of the same two kernels, written to target/xtask/bench.json.
+//! raw QEMU run of the same kernels, written to target/xtask/bench.json.
 //!
 //! The raw run is the floor: L1 boots with a short shell script as init
-//! that starts L2 (whose init, the probe in mode "off", powers off at once)
-//! and reboots; no tracing, no reports, no checks. Same kernels, same QEMU
-//! flags, same deadlines.
+//! that starts the L2 guests (whose init, the probe in mode "off", powers
+//! off at once) side by side, as the E2E does, and reboots; no tracing, no
+//! reports, no checks. Same kernels, same QEMU flags, same deadlines. A
+//! second floor boots only the main guest: the E2E's cost over the bare
+//! nested boot of the two kernels of the series.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -28,10 +30,18 @@ struct Bench {
     /// Whole `cargo xtask e2e` commands with nothing to rebuild.
     warm_e2e_seconds: Vec<f64>,
     warm_e2e_median: f64,
-    /// QEMU L1 → L2 → power off, nothing else.
+    /// QEMU L1 → every L2 guest of the E2E side by side → power off,
+    /// nothing else. The goal's floor.
     raw_nested_seconds: Vec<f64>,
     raw_nested_median: f64,
     warm_over_raw: f64,
+    /// The guests the floor boots.
+    raw_nested_guests: Vec<String>,
+    /// QEMU L1 → the main L2 guest only → power off: the series' two
+    /// kernels and nothing else.
+    raw_main_only_seconds: Vec<f64>,
+    raw_main_only_median: f64,
+    warm_over_raw_main_only: f64,
     warm_goal_ratio: f64,
     warm_within_goal: bool,
     accel: String,
@@ -74,10 +84,27 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
             .as_str()
             .context("report.json has no host_kernel")?,
     );
-    let raw = RawRun::prepare(&sh, &raw_dir, &config, &host_kernel, accel)?;
+    let raw = RawRun::prepare(
+        &sh,
+        &raw_dir.join("all"),
+        &config,
+        &config.guests,
+        &host_kernel,
+        accel,
+    )?;
+    let main_only = &config.guests[..1.min(config.guests.len())];
+    let raw_main = RawRun::prepare(
+        &sh,
+        &raw_dir.join("main"),
+        &config,
+        main_only,
+        &host_kernel,
+        accel,
+    )?;
 
     let mut warm = Vec::new();
     let mut floor = Vec::new();
+    let mut floor_main = Vec::new();
     for i in 1..=args.runs {
         println!("bench: round {i}/{}", args.runs);
         let t = Instant::now();
@@ -87,10 +114,12 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
         }
         warm.push(t.elapsed().as_secs_f64());
         floor.push(raw.run()?);
+        floor_main.push(raw_main.run()?);
         println!(
-            "    warm e2e {:.1}s, raw nested {:.1}s",
+            "    warm e2e {:.1}s, raw nested {:.1}s, main guest only {:.1}s",
             warm[i - 1],
-            floor[i - 1]
+            floor[i - 1],
+            floor_main[i - 1]
         );
     }
     let (hcall_bench, hcall_fuzz) = if args.no_hcall {
@@ -105,12 +134,16 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
         println!("bench: hcall bench and a {FUZZ_CALLS}-call fuzz inside L1 (minutes under TCG)");
         hcall_figures(&sh, &cargo)?
     };
-    let (w, r) = (median(&warm), median(&floor));
+    let (w, r, m) = (median(&warm), median(&floor), median(&floor_main));
     let bench = Bench {
         runs: args.runs,
         warm_e2e_median: w,
         raw_nested_median: r,
         warm_over_raw: w / r,
+        raw_nested_guests: config.guests.iter().map(|g| g.name.clone()).collect(),
+        raw_main_only_seconds: floor_main,
+        raw_main_only_median: m,
+        warm_over_raw_main_only: w / m,
         warm_goal_ratio: WARM_GOAL_RATIO,
         warm_within_goal: w / r <= WARM_GOAL_RATIO,
         warm_e2e_seconds: warm,
@@ -124,8 +157,10 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
     let path = layout::xtask().join("bench.json");
     std::fs::write(&path, serde_json::to_string_pretty(&bench)?)?;
     println!(
-        "bench: warm e2e {w:.1}s, raw nested {r:.1}s, ratio {:.2} (goal ≤ {WARM_GOAL_RATIO}); written to {}",
+        "bench: warm e2e {w:.1}s, raw nested {r:.1}s, ratio {:.2} (goal ≤ {WARM_GOAL_RATIO}); \
+         main guest only {m:.1}s, ratio {:.2}; written to {}",
         w / r,
+        w / m,
         path.display()
     );
     Ok(ExitCode::SUCCESS)
@@ -156,10 +191,16 @@ fn hcall_figures(sh: &Shell, cargo: &str) -> Result<(serde_json::Value, serde_js
             .with_context(|| format!("read l1test-{name}.log"))?;
         json_object(&log).with_context(|| format!("no JSON object in l1test-{name}.log"))
     };
-    // The E2E runs its own short fuzz as "hcall-fuzz" after the extra
-    // tests, so the benchmark's long one is the first "hcall-fuzz".
-    let names = proto::l1_test_names(&[bench, fuzz.clone(), format!("{hcall} fuzz")]);
-    Ok((json_of(&names[0])?, json_of(&names[1])?))
+    // The E2E's own tests run first (its short fuzz is "hcall-fuzz"), so
+    // the extra tests' names come from the whole list, as the agent's do.
+    let config: proto::AgentConfig =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join(proto::AGENT_CONFIG))?)?;
+    let names = proto::l1_test_names(&config.all_l1_tests());
+    let extra = &names[config.l1_tests.len()..];
+    let [bench_name, fuzz_name] = extra else {
+        bail!("agent.json lists {} extra tests, not 2", extra.len());
+    };
+    Ok((json_of(bench_name)?, json_of(fuzz_name)?))
 }
 
 /// The first JSON object in a log that mixes it with KTAP lines: from a
@@ -181,6 +222,8 @@ struct RawRun {
     qemu: PathBuf,
     args: Vec<String>,
     dir: PathBuf,
+    /// How many L2 guests it boots.
+    guests: usize,
 }
 
 impl RawRun {
@@ -188,9 +231,11 @@ impl RawRun {
         sh: &Shell,
         dir: &Path,
         config: &proto::AgentConfig,
+        guests: &[proto::Guest],
         host_kernel: &Path,
         accel: Accel,
     ) -> Result<RawRun> {
+        std::fs::create_dir_all(dir)?;
         let busybox = Path::new("/bin/busybox");
         if !busybox.exists() {
             bail!("the raw run needs /bin/busybox: apt-get install busybox-static");
@@ -202,15 +247,19 @@ impl RawRun {
         let cpio = initramfs::l2(&probe, None);
         let initrd = dir.join("l2-raw.cpio");
         std::fs::write(&initrd, cpio)?;
-        let mut guest = config
-            .guests
-            .first()
-            .context("agent.json names no guest")?
-            .clone();
-        guest.initrd = initrd.display().to_string();
-        guest.append = format!("console=ttyS0 panic=-1 quiet {}=off", proto::MODE_ENV);
+        if guests.is_empty() {
+            bail!("agent.json names no guest");
+        }
+        let guests: Vec<proto::Guest> = guests
+            .iter()
+            .map(|g| proto::Guest {
+                initrd: initrd.display().to_string(),
+                append: format!("console=ttyS0 panic=-1 quiet {}=off", proto::MODE_ENV),
+                ..g.clone()
+            })
+            .collect();
         let init = dir.join("l1-init.sh");
-        std::fs::write(&init, l1_script(config, &guest))?;
+        std::fs::write(&init, l1_script(config, &guests))?;
         cmd!(sh, "chmod 0755 {init}").quiet().run()?;
         let l1 = qemu::L1 {
             accel,
@@ -226,6 +275,7 @@ impl RawRun {
             qemu: qemu::which("qemu-system-x86_64").context("qemu-system-x86_64 is not on PATH")?,
             args: qemu::l1_args(&l1),
             dir: dir.to_path_buf(),
+            guests: guests.len(),
         })
     }
 
@@ -243,10 +293,10 @@ impl RawRun {
         if outcome.timed_out || outcome.code != Some(0) {
             bail!("the raw nested run did not complete; see {}", self.dir.display());
         }
-        // The floor only counts if L2 really ran: L1's script records the
-        // exit status of L2's QEMU in the shared directory.
+        // The floor only counts if every L2 really ran: L1's script records
+        // the exit status of each L2's QEMU in the shared directory.
         let l2 = std::fs::read_to_string(&exit).unwrap_or_default();
-        if l2.trim() != "0" {
+        if l2.lines().count() != self.guests || l2.lines().any(|l| l.trim() != "0") {
             bail!(
                 "L2 did not run in the raw nested boot (exit {:?}); see {}",
                 l2.trim(),
@@ -257,21 +307,32 @@ impl RawRun {
     }
 }
 
-/// L1's init for the raw run: mount what QEMU needs, run L2 exactly as the
-/// agent does (same argv builder), reboot.
-fn l1_script(config: &proto::AgentConfig, guest: &proto::Guest) -> String {
+/// L1's init for the raw run: mount what QEMU needs, start every L2 in the
+/// background exactly as the agent does (same argv builder), wait for each
+/// and record its status, reboot.
+fn l1_script(config: &proto::AgentConfig, guests: &[proto::Guest]) -> String {
     let out = Path::new("/tmp/out");
-    let args = proto::l2_qemu_args(config, guest, out, None);
-    let words: Vec<String> = args
+    let starts: Vec<String> = guests
         .iter()
-        .enumerate()
-        .map(|(i, a)| {
-            if i > 0 && args[i - 1] == "-append" {
-                // The TSC frequency is only known inside L1.
-                format!("\"{a} tsc_early_khz=$khz tsc=reliable\"")
-            } else {
-                format!("'{a}'")
-            }
+        .map(|guest| {
+            let args = proto::l2_qemu_args(config, guest, out, None);
+            let words: Vec<String> = args
+                .iter()
+                .enumerate()
+                .map(|(i, a)| {
+                    if i > 0 && args[i - 1] == "-append" {
+                        // The TSC frequency is only known inside L1.
+                        format!("\"{a} tsc_early_khz=$khz tsc=reliable\"")
+                    } else {
+                        format!("'{a}'")
+                    }
+                })
+                .collect();
+            format!(
+                "{} {} </dev/null &\npids=\"$pids $!\"\n",
+                config.qemu,
+                words.join(" ")
+            )
         })
         .collect();
     let bb = "/bin/busybox";
@@ -284,11 +345,10 @@ fn l1_script(config: &proto::AgentConfig, guest: &proto::Guest) -> String {
          {bb} mkdir -p {out}\n\
          {bb} mount -t 9p -o trans=virtio,version=9p2000.L {tag} {out}\n\
          khz=$({bb} awk '/cpu MHz/ {{ printf \"%d\", $4 * 1000; exit }}' /proc/cpuinfo)\n\
-         {} {} </dev/null\n\
-         echo $? > {out}/l2-exit\n\
+         {}\
+         for p in $pids; do wait $p; echo $? >> {out}/l2-exit; done\n\
          {bb} reboot -f\n",
-        config.qemu,
-        words.join(" "),
+        starts.concat(),
         out = out.display(),
         tag = proto::OUT_TAG,
     )
@@ -297,6 +357,35 @@ fn l1_script(config: &proto::AgentConfig, guest: &proto::Guest) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_floor_starts_every_guest_and_waits_for_each() {
+        let guest = |name: &str| proto::Guest {
+            name: name.into(),
+            kernel: format!("/k/{name}"),
+            initrd: "/i".into(),
+            append: "quiet".into(),
+        };
+        let config = proto::AgentConfig {
+            qemu: "/usr/bin/qemu-system-x86_64".into(),
+            bios: String::new(),
+            guests: vec![guest("main"), guest("stock")],
+            l2_memory_mib: 256,
+            l2_timeout_secs: 60,
+            trace_buffer_kb: 1024,
+            fallback_tsc_khz: None,
+            l1_tests: vec![],
+            l1_extra_tests: vec![],
+            l1_test_timeout_secs: 60,
+        };
+        let script = l1_script(&config, &config.guests);
+        assert_eq!(script.matches(" </dev/null &\n").count(), 2, "{script}");
+        assert!(script.contains("'/k/main'") && script.contains("'/k/stock'"));
+        assert!(script.contains("\"quiet tsc_early_khz=$khz tsc=reliable\""));
+        let wait = script.find("for p in $pids; do wait $p").unwrap();
+        assert!(wait > script.rfind(" &\n").unwrap());
+        assert!(script.trim_end().ends_with("reboot -f"));
+    }
 
     #[test]
     fn json_is_found_among_ktap_lines() {

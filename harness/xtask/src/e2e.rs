@@ -19,7 +19,7 @@ use crate::qemu::{self, Accel, L1};
 use crate::report::Report;
 use crate::stage::Stages;
 use crate::verdict::{self, Check, Evidence, Verdict};
-use crate::{deps, initramfs, layout, module, selftests, source, stock, trace};
+use crate::{deps, initramfs, layout, module, selftests, source, stock};
 
 /// Guest memory: L1 holds L2 plus its own kernel and QEMU.
 pub const L1_MEMORY_MIB: u32 = 1024;
@@ -183,7 +183,7 @@ fn pipeline(
 
     *host_kernel = Some(host.bzimage());
     // An unpatched tree has no such tests: the negative control runs none.
-    let mut l1_tests: Vec<String> = if patched {
+    let l1_tests: Vec<String> = if patched {
         let built = stages.run("selftests", |p| {
             selftests::build(sh, &host, &run_dir.join("build-selftests.log"), p)
         })?;
@@ -191,6 +191,7 @@ fn pipeline(
     } else {
         Vec::new()
     };
+    let mut l1_extra_tests = Vec::new();
     for extra in &args.l1_test {
         let mut words = extra.split_whitespace();
         let program = PathBuf::from(words.next().context("--l1-test needs a program")?);
@@ -205,7 +206,7 @@ fn pipeline(
             );
         }
         let rest: Vec<&str> = words.collect();
-        l1_tests.push(
+        l1_extra_tests.push(
             format!("{} {}", path.display(), rest.join(" "))
                 .trim_end()
                 .to_string(),
@@ -223,12 +224,14 @@ fn pipeline(
         )
     })?;
     let stock = stages.run("stock", |p| stock_guest(sh, run_dir, p))?;
-    // The images stage adds hcall to the tests L1 runs.
+    // The images stage adds hcall to the tests L1 runs, and returns them
+    // all in the order they run.
     let l1_tests = stages.run("images", |p| {
         let inputs = Images {
             guest: &guest,
             series: series.as_ref(),
             l1_tests: &l1_tests,
+            l1_extra_tests: &l1_extra_tests,
             module: &module.ko,
             stock: stock.as_ref().ok().map(|(s, m)| (s, m.ko.as_path())),
             l1_test_timeout: args.l1_test_timeout,
@@ -274,9 +277,7 @@ fn pipeline(
             l1_qemu_stderr: read("l1-qemu-stderr.log"),
             report: read("l1-report.log"),
             l2_console: read("l2-main-console.log"),
-            trace: std::fs::read_to_string(run_dir.join("trace.txt"))
-                .ok()
-                .map(|t| trace::parse(&t)),
+            trace: std::fs::read_to_string(run_dir.join("trace.txt")).ok(),
             hc_nr: hypercall_nr(&tree),
             module_warnings: module.warnings.clone(),
             stock: match &stock {
@@ -305,8 +306,10 @@ fn pipeline(
 struct Images<'a> {
     guest: &'a Plan,
     series: Option<&'a Series>,
-    /// Command lines of the test programs L1 runs.
+    /// Command lines of the test programs L1 runs beside the guests.
     l1_tests: &'a [String],
+    /// The user's --l1-test programs, run after the guests.
+    l1_extra_tests: &'a [String],
     module: &'a Path,
     l1_test_timeout: u64,
     /// Debian's stock kernel and the module built for it, when it runs.
@@ -314,7 +317,7 @@ struct Images<'a> {
 }
 
 /// Builds the static guest programs, L2's initramfs and the agent's
-/// config. Returns the command lines of the tests L1 runs.
+/// config. Returns the command lines of every test L1 runs, in order.
 fn images(sh: &Shell, inputs: &Images, run_dir: &Path, p: &crate::stage::Progress) -> Result<Vec<String>> {
     let Images {
         guest,
@@ -388,14 +391,15 @@ fn images(sh: &Shell, inputs: &Images, run_dir: &Path, p: &crate::stage::Progres
         l2_timeout_secs: L2_TIMEOUT.as_secs(),
         trace_buffer_kb: TRACE_BUFFER_KB,
         fallback_tsc_khz: host_tsc_khz(),
-        l1_tests: l1_tests.clone(),
+        l1_tests,
+        l1_extra_tests: inputs.l1_extra_tests.to_vec(),
         l1_test_timeout_secs: inputs.l1_test_timeout,
     };
     std::fs::write(
         run_dir.join(proto::AGENT_CONFIG),
         serde_json::to_string_pretty(&config)?,
     )?;
-    Ok(l1_tests)
+    Ok(config.all_l1_tests())
 }
 
 /// Debian's stock cloud kernel and the module built against its headers,

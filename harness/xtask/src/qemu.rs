@@ -43,7 +43,9 @@ pub fn accel_args(accel: Accel) -> Vec<String> {
         // The host's CPU as is, nested virtualisation included.
         Accel::Kvm => strings(&["-accel", "kvm", "-cpu", "host"]),
         // TCG's "max" CPU emulates AMD SVM, so KVM works inside L1.
-        Accel::Tcg => strings(&["-accel", "tcg", "-cpu", "max"]),
+        // thread=multi: a host thread per vCPU (the default on x86 hosts,
+        // spelled out because two vCPUs on one thread would halve it).
+        Accel::Tcg => strings(&["-accel", "tcg,thread=multi", "-cpu", "max"]),
     }
 }
 
@@ -53,10 +55,12 @@ pub fn machine_args(memory_mib: u32, bios: Option<&Path>) -> Vec<String> {
     let mut args = strings(&[
         "-m",
         &memory_mib.to_string(),
-        // One vCPU: L2 gets one too, and the host's second core is left to
-        // QEMU's I/O thread.
+        // Two vCPUs, one per host core (TCG runs them on threads of their
+        // own): the stock guest boots on one while the main guest and the
+        // tests run on the other. Two sockets, not two cores: SeaBIOS's MP
+        // table lists one CPU per socket, and L1 has no ACPI to find more.
         "-smp",
-        "1",
+        "2,sockets=2,cores=1,threads=1",
         // No default NIC, VGA, monitor or serial: only what is asked below.
         "-nodefaults",
         "-display",
@@ -101,7 +105,7 @@ pub fn append(l1: &L1) -> String {
         "console=ttyS0".to_string(),
         // A 9p root, found by its mount tag: without a block layer the
         // kernel hands root= to 9p as the tag. "root" rather than
-        // "root", because 6.1 strips a "/dev/" prefix and 6.12 does not.
+        // "/dev/root", because 6.1 strips a "/dev/" prefix and 6.12 does not.
         "root=root".into(),
         "rootfstype=9p".into(),
         // loose caching: the root is read-only, so nothing can go stale, and
@@ -258,7 +262,10 @@ mod tests {
 
     #[test]
     fn tcg_uses_max_cpu_for_svm() {
-        assert_eq!(accel_args(Accel::Tcg), ["-accel", "tcg", "-cpu", "max"]);
+        assert_eq!(
+            accel_args(Accel::Tcg),
+            ["-accel", "tcg,thread=multi", "-cpu", "max"]
+        );
         assert_eq!(accel_args(Accel::Kvm), ["-accel", "kvm", "-cpu", "host"]);
     }
 

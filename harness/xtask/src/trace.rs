@@ -1,7 +1,10 @@
 //! Reads L1's ftrace output (the `trace` file the agent saved): the
 //! trace_printk greetings, the kvm_hypercall events and the hypercall exits,
-//! split into phases at the agent's markers: "enabled" from the start, then
-//! "disabled", then one per further guest ("stock").
+//! sorted by who caused them. The guests run side by side, so each line is
+//! given to a guest by its thread group (the agent records tgids, and a
+//! guest's calls run in its QEMU process). The main guest's lines are split
+//! at the agent's marker into "enabled" and "disabled"; every other guest's
+//! lines form a phase named after it, and the rest (the L1 tests) "l1".
 
 use std::collections::BTreeMap;
 
@@ -18,25 +21,46 @@ pub struct Phase {
 
 #[derive(Debug, PartialEq)]
 pub struct Trace {
-    /// The phases in trace order, each with its name.
+    /// The phases in order of first appearance, each with its name.
     pub phases: Vec<(String, Phase)>,
     /// The ring buffer overflowed and dropped events.
     pub lost_events: bool,
 }
 
 impl Trace {
-    /// A phase by name; `None` when its marker never made it to the trace.
+    /// A phase by name; `None` when nothing (not even its marker) made it
+    /// to the trace.
     pub fn phase(&self, name: &str) -> Option<&Phase> {
         self.phases.iter().find(|(n, _)| n == name).map(|(_, p)| p)
     }
+
+    fn phase_mut(&mut self, name: &str) -> &mut Phase {
+        let at = match self.phases.iter().position(|(n, _)| n == name) {
+            Some(at) => at,
+            None => {
+                self.phases.push((name.to_string(), Phase::default()));
+                self.phases.len() - 1
+            }
+        };
+        &mut self.phases[at].1
+    }
+}
+
+/// The QEMU process of each guest, from the agent's report: the main
+/// guest's, and the others' by name.
+#[derive(Debug, Default)]
+pub struct Owners {
+    pub main: Option<u32>,
+    pub others: Vec<(u32, String)>,
 }
 
 /// Parses the text of /sys/kernel/tracing/trace.
-pub fn parse(text: &str) -> Trace {
+pub fn parse(text: &str, owners: &Owners) -> Trace {
     let mut t = Trace {
         phases: vec![("enabled".into(), Phase::default())],
         lost_events: false,
     };
+    let mut main_phase = "enabled";
     for line in text.lines() {
         if line.starts_with('#') {
             continue;
@@ -45,23 +69,35 @@ pub fn parse(text: &str) -> Trace {
             t.lost_events = true;
             continue;
         }
-        let Some((event, message)) = split(line) else {
+        let Some(l) = split(line) else {
             continue;
         };
         // Without kallsyms the writer shows as an address: match the text.
-        if let Some(name) = message.strip_prefix(proto::TRACE_MARK_PREFIX) {
-            t.phases.push((name.to_string(), Phase::default()));
+        if let Some(name) = l.message.strip_prefix(proto::TRACE_MARK_PREFIX) {
+            if name == "disabled" {
+                main_phase = "disabled";
+                t.phase_mut(main_phase);
+            }
             continue;
         }
-        let phase = &mut t.phases.last_mut().expect("the trace starts with a phase").1;
-        match event {
+        let phase = match l.tgid {
+            Some(g) if owners.main == Some(g) => main_phase,
+            Some(g) => owners
+                .others
+                .iter()
+                .find(|(pid, _)| *pid == g)
+                .map_or("l1", |(_, name)| name.as_str()),
+            None => "l1",
+        };
+        let phase = t.phase_mut(phase);
+        match l.event {
             "kvm_hypercall" => {
-                if let Some(nr) = hypercall_nr(message) {
+                if let Some(nr) = hypercall_nr(l.message) {
                     *phase.hypercalls.entry(nr).or_default() += 1;
                 }
             }
             "kvm_exit" => {
-                let reason = message.split_whitespace().skip_while(|w| *w != "reason").nth(1);
+                let reason = l.message.split_whitespace().skip_while(|w| *w != "reason").nth(1);
                 // SVM names the exit "hypercall" (older kernels "vmmcall"), VMX "VMCALL".
                 let hypercall = ["hypercall", "vmmcall", "vmcall"];
                 if reason.is_some_and(|r| hypercall.iter().any(|h| r.eq_ignore_ascii_case(h))) {
@@ -73,16 +109,27 @@ pub fn parse(text: &str) -> Trace {
             // is matched.
             // The marker file is written from user space; it is never a greeting.
             "tracing_mark_write" => {}
-            _ if message == "Hello World" => phase.hello += 1,
+            _ if l.message == "Hello World" => phase.hello += 1,
             _ => {}
         }
     }
     t
 }
 
-/// Splits " task-1 [000] ..... 12.345678: event: message" into its event
-/// (or trace_printk's function) and message.
-fn split(line: &str) -> Option<(&str, &str)> {
+/// One trace line, split.
+#[derive(Debug, PartialEq)]
+struct Line<'a> {
+    /// The thread group, when the trace recorded one: "(    170)" before
+    /// the CPU field; "(-------)" or no field at all is `None`.
+    tgid: Option<u32>,
+    /// The event, or trace_printk's function.
+    event: &'a str,
+    message: &'a str,
+}
+
+/// Splits " task-1 (  1) [000] ..... 12.345678: event: message" into its
+/// thread group, event (or trace_printk's function) and message.
+fn split(line: &str) -> Option<Line<'_>> {
     // The timestamp is the first word ending in ':' that is a number.
     let mut rest = line;
     loop {
@@ -101,8 +148,22 @@ fn split(line: &str) -> Option<(&str, &str)> {
             }
         }
     }
+    let context = &line[..line.len() - rest.len()];
     let (event, message) = rest.trim_start().split_once(": ")?;
-    Some((event, message.trim_end()))
+    Some(Line {
+        tgid: tgid(context),
+        event,
+        message: message.trim_end(),
+    })
+}
+
+/// The tgid in the part of a line before the event: the last "( n)" before
+/// the "[cpu]" field (a task name may hold parentheses of its own).
+fn tgid(context: &str) -> Option<u32> {
+    let cpu = context.rfind(" [")?;
+    let before = context[..cpu].trim_end().strip_suffix(')')?;
+    let open = before.rfind('(')?;
+    before[open + 1..].trim().parse().ok()
 }
 
 /// "nr 0xd a0 0x0 ..." → 13.
@@ -115,43 +176,75 @@ fn hypercall_nr(message: &str) -> Option<u64> {
 mod tests {
     use super::*;
 
+    fn owners() -> Owners {
+        Owners {
+            main: Some(70),
+            others: vec![(80, "stock".into())],
+        }
+    }
+
     #[test]
     fn lines_split_at_the_timestamp() {
         let l = " qemu-system-x86-80      [000] d..1.    31.441526: kvm_exit: vcpu 0 reason vmmcall rip 0x1";
-        assert_eq!(split(l), Some(("kvm_exit", "vcpu 0 reason vmmcall rip 0x1")));
-        let p = "  CPU 0/KVM-81 [000] ..... 31.5: __kvm_emulate_hypercall: Hello World";
-        assert_eq!(split(p), Some(("__kvm_emulate_hypercall", "Hello World")));
+        let got = split(l).unwrap();
+        assert_eq!((got.tgid, got.event), (None, "kvm_exit"));
+        assert_eq!(got.message, "vcpu 0 reason vmmcall rip 0x1");
+        let p = "  CPU 0/KVM-81 (     80) [000] ..... 31.5: __kvm_emulate_hypercall: Hello World";
+        let got = split(p).unwrap();
+        assert_eq!(
+            (got.tgid, got.event, got.message),
+            (Some(80), "__kvm_emulate_hypercall", "Hello World")
+        );
+        let unknown = "  (odd) name-9 (-------) [001] ..... 1.0: kvm_exit: x";
+        assert_eq!(split(unknown).unwrap().tgid, None);
         assert_eq!(split("no timestamp here"), None);
     }
 
     #[test]
-    fn phases_split_at_the_marker() {
+    fn guests_are_told_apart_by_thread_group() {
         let text = "\
 # tracer: nop
- q-1 [000] ..... 1.0: kvm_exit: vcpu 0 reason vmmcall rip 0x1
- q-1 [000] ..... 1.1: kvm_hypercall: nr 0xd a0 0x1000 a1 0xc a2 0x0 a3 0x0
- q-1 [000] ..... 1.2: __kvm_emulate_hypercall: Hello World
- agent-1 [000] ..... 2.0: tracing_mark_write: hello-hypercall: phase disabled
- q-1 [000] ..... 3.0: kvm_hypercall: nr 0xd a0 0x1000 a1 0xc a2 0x0 a3 0x0
+ q-71 (     70) [000] ..... 1.0: kvm_exit: vcpu 0 reason vmmcall rip 0x1
+ q-71 (     70) [000] ..... 1.1: kvm_hypercall: nr 0xd a0 0x1000 a1 0xc a2 0x0 a3 0x0
+ q-81 (     80) [001] ..... 1.15: __kvm_emulate_hypercall: Hello World
+ q-71 (     70) [000] ..... 1.2: __kvm_emulate_hypercall: Hello World
+ agent-1 (      1) [000] ..... 2.0: tracing_mark_write: hello-hypercall: phase disabled
+ q-71 (     70) [000] ..... 3.0: kvm_hypercall: nr 0xd a0 0x1000 a1 0xc a2 0x0 a3 0x0
+ q-81 (     80) [001] ..... 3.1: kvm_hypercall: nr 0xd a0 0x1000 a1 0xc a2 0x0 a3 0x0
+ q-81 (     80) [001] ..... 3.2: __kvm_emulate_hypercall: Hello World
+ hcall-90 (     90) [000] ..... 4.0: __kvm_emulate_hypercall: Hello World
 ";
-        let t = parse(text);
+        let t = parse(text, &owners());
         let (on, off) = (t.phase("enabled").unwrap(), t.phase("disabled").unwrap());
         assert_eq!(on.hello, 1);
         assert_eq!(on.hypercalls.get(&13), Some(&1));
         assert_eq!(on.hypercall_exits, 1);
         assert_eq!(off.hello, 0);
         assert_eq!(off.hypercalls.get(&13), Some(&1));
-        assert!(t.phase("stock").is_none());
+        let stock = t.phase("stock").unwrap();
+        assert_eq!((stock.hello, stock.hypercalls.get(&13)), (2, Some(&1)));
+        assert_eq!(t.phase("l1").unwrap().hello, 1);
+    }
+
+    #[test]
+    fn a_line_without_an_owner_is_nobody_s() {
+        // A trace without tgids (record-tgid off) gives no guest anything.
+        let text = " q-71 [000] ..... 1.2: __kvm_emulate_hypercall: Hello World\n";
+        let t = parse(text, &owners());
+        assert_eq!(t.phase("enabled").unwrap().hello, 0);
+        assert_eq!(t.phase("l1").unwrap().hello, 1);
+        assert!(t.phase("disabled").is_none());
     }
 
     #[test]
     fn user_space_markers_are_not_greetings() {
-        let text = " agent-1 [000] ..... 2.0: tracing_mark_write: Hello World\n";
-        assert_eq!(parse(text).phase("enabled").unwrap().hello, 0);
+        let text = " agent-1 (      1) [000] ..... 2.0: tracing_mark_write: Hello World\n";
+        let t = parse(text, &owners());
+        assert!(t.phases.iter().all(|(_, p)| p.hello == 0));
     }
 
     #[test]
     fn lost_events_are_noticed() {
-        assert!(parse("CPU:0 [LOST 42 EVENTS]\n").lost_events);
+        assert!(parse("CPU:0 [LOST 42 EVENTS]\n", &owners()).lost_events);
     }
 }

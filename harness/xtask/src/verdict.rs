@@ -10,7 +10,7 @@ use proto::{Call, Event};
 use serde::Serialize;
 
 use crate::ktap;
-use crate::trace::Trace;
+use crate::trace::{self, Trace};
 
 #[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -71,8 +71,8 @@ pub struct Evidence {
     /// The agent's report (L1's second serial port).
     pub report: String,
     pub l2_console: String,
-    /// The saved trace, when the agent got that far.
-    pub trace: Option<Trace>,
+    /// The text of the saved trace, when the agent got that far.
+    pub trace: Option<String>,
     /// KVM_HC_HELLO_HYPERCALL from the host tree's kvm_para.h; `None` when
     /// the tree does not define it.
     pub hc_nr: Option<u64>,
@@ -214,15 +214,40 @@ pub fn judge(e: &Evidence) -> Vec<Check> {
             want,
         ));
     }
-    checks.extend(trace_checks(e.trace.as_ref(), e.hc_nr));
+    let trace = e
+        .trace
+        .as_deref()
+        .map(|text| trace::parse(text, &owners(&events)));
+    checks.extend(trace_checks(trace.as_ref(), e.hc_nr));
     for (name, log) in &e.l1_tests {
         checks.extend(l1_test_checks(name, log, &events));
     }
     checks.push(console_check("l1_console_clean", "L1", &e.l1_console));
     checks.push(console_check("l2_console_clean", "L2", &e.l2_console));
     checks.push(dmesg_check(&events, "l2_dmesg_clean", "dmesg_warnings"));
-    checks.extend(stock_checks(&e.stock, &events, e.trace.as_ref(), e.hc_nr));
+    checks.extend(stock_checks(&e.stock, &events, trace.as_ref(), e.hc_nr));
     checks
+}
+
+/// Which QEMU process ran which guest, as the agent reported: the trace
+/// gives each line to a guest by it.
+fn owners(events: &[Event]) -> trace::Owners {
+    let mut owners = trace::Owners::default();
+    for ev in events {
+        if let Event::L2Exit {
+            guest,
+            pid: Some(pid),
+            ..
+        } = ev
+        {
+            if guest == "main" {
+                owners.main = Some(*pid);
+            } else {
+                owners.others.push((*pid, guest.clone()));
+            }
+        }
+    }
+    owners
 }
 
 /// The run's verdict: any failure fails it; a skip of a whole check (not of
@@ -573,8 +598,8 @@ fn fact_value<'a>(events: &'a [Event], fact: &str) -> Option<&'a str> {
     })
 }
 
-/// The stock guest: Debian's kernel without the series, the module only,
-/// in a trace phase of its own.
+/// The stock guest: Debian's kernel without the series, the module only;
+/// its trace lines are those of its QEMU process.
 fn stock_checks(stock: &Stock, events: &[Event], trace: Option<&Trace>, hc_nr: Option<u64>) -> Vec<Check> {
     let (release, console, warnings) = match stock {
         Stock::Skipped(why) => return vec![Check::new("stock_guest", Verdict::Skip, format!("SKIP: {why}"))],
@@ -682,7 +707,6 @@ fn console_check(name: &str, vm: &str, console: &str) -> Check {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace;
 
     fn fixture(name: &str) -> String {
         let path = format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -697,7 +721,7 @@ mod tests {
             l1_qemu_stderr: String::new(),
             report: report.into(),
             l2_console: String::new(),
-            trace: trace_text.map(trace::parse),
+            trace: trace_text.map(str::to_string),
             hc_nr: Some(13),
             module_warnings: vec![],
             stock: Stock::Skipped("not in this test".into()),
