@@ -8,12 +8,13 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
+use serde_json::{json, Map, Value};
 
 use crate::abi::{self, describe, KVM_HC_HELLO_HYPERCALL, UNKNOWN_HYPERCALL};
 use crate::cases::Ctx;
 use crate::guest;
 use crate::host;
-use crate::json::Json;
+use crate::json::figure;
 use crate::layout::BUF;
 use crate::modes::Mode;
 use crate::param::{self, Switch};
@@ -110,8 +111,8 @@ struct Series {
 
 /// The object for "tracing_off" / "tracing_on": per kind the median and
 /// its samples, then the ratios of each hello kind to the unknown number.
-fn section(series: &Series, notes: &mut Vec<String>) -> Json {
-    let mut fields = vec![];
+fn section(series: &Series, notes: &mut Vec<String>) -> Value {
+    let mut fields = Map::new();
     let rates: Vec<f64> = series.samples.iter().map(|s| median(s)).collect();
     for (i, kind) in KINDS.iter().enumerate() {
         notes.push(format!(
@@ -121,56 +122,39 @@ fn section(series: &Series, notes: &mut Vec<String>) -> Json {
             series.samples[i],
             describe(series.results[i])
         ));
-        fields.push((
+        let samples: Vec<Value> = series.samples[i].iter().map(|x| figure(*x)).collect();
+        fields.insert(
             kind.name.to_string(),
-            Json::obj([
-                ("calls_per_sec", Json::Num(rates[i])),
-                (
-                    "samples",
-                    Json::Arr(series.samples[i].iter().copied().map(Json::Num).collect()),
-                ),
-                ("result", Json::Int(series.results[i])),
-            ]),
-        ));
+            json!({
+                "calls_per_sec": figure(rates[i]),
+                "samples": samples,
+                "result": series.results[i],
+            }),
+        );
     }
-    fields.push(("ratio_hello_nobuf_unknown".into(), Json::Num(rates[0] / rates[2])));
-    fields.push(("ratio_hello_buf64_unknown".into(), Json::Num(rates[1] / rates[2])));
-    Json::Obj(fields)
+    fields.insert("ratio_hello_nobuf_unknown".into(), figure(rates[0] / rates[2]));
+    fields.insert("ratio_hello_buf64_unknown".into(), figure(rates[1] / rates[2]));
+    Value::Object(fields)
 }
 
 /// calls/s with tracing on over calls/s with it off, per kind.
-fn tracing_cost(sections: &[(String, Json)]) -> Json {
-    let rate = |section: &str, kind: &str| -> Option<f64> {
-        let (_, Json::Obj(kinds)) = sections.iter().find(|(k, _)| k == section)? else {
-            return None;
+fn tracing_cost(sections: &Map<String, Value>) -> Value {
+    let rate = |section: &str, kind: &str| sections[section][kind]["calls_per_sec"].as_f64();
+    let ratios = KINDS.iter().map(|k| {
+        let ratio = match (rate("tracing_on", k.name), rate("tracing_off", k.name)) {
+            (Some(on), Some(off)) => figure(on / off),
+            _ => Value::Null,
         };
-        let (_, Json::Obj(fields)) = kinds.iter().find(|(k, _)| k == kind)? else {
-            return None;
-        };
-        match fields.iter().find(|(k, _)| k == "calls_per_sec")? {
-            (_, Json::Num(x)) => Some(*x),
-            _ => None,
-        }
-    };
-    Json::Obj(
-        KINDS
-            .iter()
-            .map(|k| {
-                let ratio = match (rate("tracing_on", k.name), rate("tracing_off", k.name)) {
-                    (Some(on), Some(off)) => Json::Num(on / off),
-                    _ => Json::Null,
-                };
-                (format!("ratio_on_off_{}", k.name), ratio)
-            })
-            .collect(),
-    )
+        (format!("ratio_on_off_{}", k.name), ratio)
+    });
+    Value::Object(ratios.collect())
 }
 
 /// The trace events that are on: they cost time in every traced call.
-fn enabled_events() -> Json {
+fn enabled_events() -> Value {
     match std::fs::read_to_string("/sys/kernel/tracing/set_event") {
-        Ok(text) => Json::Arr(text.lines().map(Json::str).collect()),
-        Err(_) => Json::Null,
+        Ok(text) => json!(text.lines().collect::<Vec<_>>()),
+        Err(_) => Value::Null,
     }
 }
 
@@ -235,37 +219,32 @@ fn bench(kvm: kvm_ioctls::Kvm, opts: &Options) -> Result<()> {
     // Puts tracing_on back as it was.
     drop(tracing);
 
-    let mut sections = vec![];
+    let mut out = Map::new();
+    out.insert("kernel".into(), json!(host::kernel_release()));
+    out.insert("vendor".into(), json!(guest::host_vendor()));
+    out.insert("instruction".into(), json!(ctx.native.name()));
+    out.insert("mode".into(), json!("long64"));
+    out.insert("calls".into(), json!(opts.calls));
+    out.insert("repeat".into(), json!(opts.repeat));
+    out.insert(
+        "hello_hypercall_param".into(),
+        json!(ctx.param.as_ref().map(|p| p.get())),
+    );
+    out.insert("trace_events".into(), enabled_events());
     for on in [false, true] {
         let key = if on { "tracing_on" } else { "tracing_off" };
         let value = if states.contains(&on) {
             notes.push(format!("{key}:"));
             section(&series[usize::from(on)], &mut notes)
         } else {
-            Json::Null
+            Value::Null
         };
-        sections.push((key.to_string(), value));
+        out.insert(key.into(), value);
     }
-    sections.push(("tracing_cost".into(), tracing_cost(&sections)));
-
-    let param_state = match &ctx.param {
-        None => Json::Null,
-        Some(p) => Json::Bool(p.get()),
-    };
-    let mut fields = vec![
-        ("kernel".to_string(), Json::str(host::kernel_release())),
-        ("vendor".into(), Json::str(guest::host_vendor())),
-        ("instruction".into(), Json::str(ctx.native.name())),
-        ("mode".into(), Json::str("long64")),
-        ("calls".into(), Json::Int(opts.calls as i64)),
-        ("repeat".into(), Json::Int(opts.repeat as i64)),
-        ("hello_hypercall_param".into(), param_state),
-        ("trace_events".into(), enabled_events()),
-    ];
-    fields.extend(sections);
-    let out = Json::Obj(fields);
+    let cost = tracing_cost(&out);
+    out.insert("tracing_cost".into(), cost);
     if opts.json {
-        println!("{out}");
+        println!("{}", Value::Object(out));
     } else {
         for n in notes {
             println!("{n}");
@@ -288,28 +267,16 @@ mod tests {
     #[test]
     fn tracing_cost_divides_on_by_off() {
         let section = |rate: f64| {
-            Json::Obj(
-                KINDS
-                    .iter()
-                    .map(|k| {
-                        (
-                            k.name.to_string(),
-                            Json::obj([("calls_per_sec", Json::Num(rate))]),
-                        )
-                    })
-                    .collect(),
-            )
+            let kinds = KINDS
+                .iter()
+                .map(|k| (k.name.to_string(), json!({ "calls_per_sec": rate })));
+            Value::Object(kinds.collect())
         };
-        let sections = vec![
-            ("tracing_off".to_string(), section(200.0)),
-            ("tracing_on".to_string(), section(150.0)),
-        ];
-        let cost = tracing_cost(&sections).to_string();
-        assert!(cost.contains("\"ratio_on_off_unknown\": 0.75"), "{cost}");
-        let missing = vec![
-            ("tracing_off".to_string(), section(200.0)),
-            ("tracing_on".to_string(), Json::Null),
-        ];
-        assert!(tracing_cost(&missing).to_string().contains("null"));
+        let mut sections = Map::new();
+        sections.insert("tracing_off".into(), section(200.0));
+        sections.insert("tracing_on".into(), section(150.0));
+        assert_eq!(tracing_cost(&sections)["ratio_on_off_unknown"], json!(0.75));
+        sections.insert("tracing_on".into(), Value::Null);
+        assert_eq!(tracing_cost(&sections)["ratio_on_off_unknown"], Value::Null);
     }
 }

@@ -11,12 +11,13 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use serde_json::{json, Map, Value};
 
 use crate::abi::{self, describe, Enablement};
 use crate::cases::Ctx;
 use crate::check::{guest_result, show, Change};
 use crate::host;
-use crate::json::Json;
+use crate::json::figure;
 use crate::kmsg::{self, Kmsg};
 use crate::ktap::{Ktap, Outcome};
 use crate::layout::{self, DATA, END, HOLE, HOLE_END, PAGE};
@@ -366,41 +367,32 @@ fn fuzz(kvm: kvm_ioctls::Kvm, opts: &Options) -> Result<i32> {
                 } else {
                     Outcome::Fail
                 },
-                Json::Arr(bad.into_iter().map(Json::Str).collect()),
+                json!(bad),
             )
         }
-        Err(why) => (Outcome::Skip(why), Json::Null),
+        Err(why) => (Outcome::Skip(why), Value::Null),
     };
     out.result("fuzz: kernel log has no WARNING, BUG or Oops", &log_outcome);
     out.totals();
 
     if opts.json {
-        let by_result = tally
+        let by_result: Map<String, Value> = tally
             .by_result
             .iter()
-            .map(|(r, n)| (r.to_string(), Json::Int(*n as i64)));
-        let by_mode = tally
-            .by_mode
-            .iter()
-            .map(|(m, n)| (m.clone(), Json::Int(*n as i64)));
-        let j = Json::obj([
-            ("calls", Json::Int(tally.calls as i64)),
-            ("seed", Json::Int(seed as i64)),
-            ("failures", Json::Int(tally.failures as i64)),
-            ("seconds", Json::Num(elapsed)),
-            ("calls_per_sec", Json::Num(tally.calls as f64 / elapsed)),
-            ("by_result", Json::obj(by_result)),
-            ("by_mode", Json::obj(by_mode)),
-            (
-                "partial_efault_copies",
-                Json::Int(tally.partial_efault_copies as i64),
-            ),
-            ("kernel_log_problems", log_problems),
-            (
-                "first_failures",
-                Json::Arr(tally.shown.iter().map(|s| Json::str(s.clone())).collect()),
-            ),
-        ]);
+            .map(|(r, n)| (r.to_string(), json!(n)))
+            .collect();
+        let j = json!({
+            "calls": tally.calls,
+            "seed": seed,
+            "failures": tally.failures,
+            "seconds": figure(elapsed),
+            "calls_per_sec": figure(tally.calls as f64 / elapsed),
+            "by_result": by_result,
+            "by_mode": tally.by_mode,
+            "partial_efault_copies": tally.partial_efault_copies,
+            "kernel_log_problems": log_problems,
+            "first_failures": tally.shown,
+        });
         println!("{j}");
     }
     Ok(if out.failed > 0 { 1 } else { 0 })
