@@ -16,13 +16,14 @@ use proto::{AgentConfig, Event, Guest};
 use crate::report::Report;
 
 /// Runs L2 to its end or deadline, relays every report line, and answers
-/// the probe's requests with `on_ask`. Returns how L2's QEMU ended.
+/// the probe's requests with `on_ask`, which gets L2's deadline. Returns
+/// how L2's QEMU ended.
 pub fn run(
     cfg: &AgentConfig,
     guest: &Guest,
     out: &Path,
     report: &Report,
-    mut on_ask: impl FnMut(&str) -> Result<()>,
+    mut on_ask: impl FnMut(&str, Instant) -> Result<()>,
 ) -> Result<Event> {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     // Some kernels (6.1) print "cpu MHz: 0.000" when they could not sample
@@ -66,7 +67,7 @@ pub fn run(
                     _ => {}
                 }
                 if let Event::Ask { what } = &event {
-                    let answer = match on_ask(what) {
+                    let answer = match on_ask(what, deadline) {
                         Ok(()) => proto::ANSWER_OK.to_string(),
                         Err(e) => format!("error: {e:#}"),
                     };

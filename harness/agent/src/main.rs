@@ -14,6 +14,7 @@ mod tests;
 mod trace;
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use param::{Lease, Switch};
@@ -59,91 +60,102 @@ fn run(report: &Report) -> Result<()> {
     let vendor = trace::Vendor::detect();
     trace::start(cfg.trace_buffer_kb, vendor).context("set up tracing")?;
     let switch = Switch::default();
-    let result = run_side_by_side(&cfg, out, report, &switch);
-    trace::stop_and_save(&out.join("trace.txt")).context("save the trace")?;
-    result?;
-    // Extra tests (--l1-test) run alone and after the trace is saved: a
-    // benchmark may toggle tracing, and its calls would flood the buffer.
-    let names = proto::l1_test_names(&cfg.all_l1_tests());
-    let extra_names = &names[cfg.l1_tests.len()..];
-    for (test, name) in cfg.l1_extra_tests.iter().zip(extra_names) {
-        let _lease = switch.lease(true)?;
-        report.send(&tests::run(test, name, out, cfg.l1_test_timeout_secs)?);
-    }
-    Ok(())
-}
-
-/// Runs the guests and the L1 tests side by side, one per vCPU: every
-/// guest after the first boots on a thread of its own (the stock kernel's
-/// boot is the longest part of a run), while this thread runs the first
-/// guest and then the tests. The trace tells their lines apart by the
-/// process that made each call.
-fn run_side_by_side(cfg: &AgentConfig, out: &Path, report: &Report, switch: &Switch) -> Result<()> {
+    let (beside, extra) = cfg.l1_test_names();
     std::thread::scope(|s| {
+        // Every guest after the first boots on a thread of its own (the
+        // stock kernel's boot is the longest part of a run), while this
+        // thread runs the first guest; the trace tells their lines apart
+        // by the process that made each call.
         let others: Vec<_> = cfg
             .guests
             .iter()
             .skip(1)
-            .map(|guest| s.spawn(move || run_guest(cfg, guest, out, report, switch)))
+            .map(|guest| s.spawn(|| run_guest(&cfg, guest, out, report, &switch)))
             .collect();
         let mut result = match cfg.guests.first() {
-            Some(guest) => run_guest(cfg, guest, out, report, switch),
+            Some(guest) => run_guest(&cfg, guest, out, report, &switch),
             None => Ok(()),
         };
-        if result.is_ok() {
-            result = run_tests(cfg, out, report, switch);
-        }
+        // The tests follow the first guest on a thread of their own, so
+        // that a hung test cannot keep the trace from being saved once the
+        // guests are done.
+        let tests = result
+            .is_ok()
+            .then(|| s.spawn(|| run_tests(&cfg.l1_tests, &beside, &cfg, out, report, &switch)));
         for other in others {
-            let done = other
-                .join()
-                .unwrap_or_else(|_| Err(anyhow!("a guest's thread panicked")));
-            result = result.and(done);
+            result = result.and(joined(other.join()));
         }
-        result
-    })
+        let saved = trace::stop_and_save(&out.join("trace.txt")).context("save the trace");
+        if let Some(tests) = tests {
+            result = result.and(joined(tests.join()));
+        }
+        result.and(saved)
+    })?;
+    // Extra tests (--l1-test) run alone and after the trace is saved: a
+    // benchmark may toggle tracing, and its calls would flood the buffer.
+    run_tests(&cfg.l1_extra_tests, &extra, &cfg, out, report, &switch)
+}
+
+fn joined(r: std::thread::Result<Result<()>>) -> Result<()> {
+    r.unwrap_or_else(|_| Err(anyhow!("a thread of the agent panicked")))
 }
 
 /// Runs one L2 guest; what it holds of the switch is released once its
 /// QEMU has ended.
 fn run_guest(cfg: &AgentConfig, guest: &Guest, out: &Path, report: &Report, switch: &Switch) -> Result<()> {
     let mut lease = None;
-    let exit = l2::run(cfg, guest, out, report, |what| on_ask(what, switch, &mut lease))
-        .with_context(|| format!("run L2 {}", guest.name))?;
+    let exit = l2::run(cfg, guest, out, report, |what, deadline| {
+        on_ask(what, deadline, switch, &mut lease)
+    })
+    .with_context(|| format!("run L2 {}", guest.name))?;
     drop(lease);
     report.send(&exit);
     Ok(())
 }
 
-/// Does what a probe asked for; the answer goes back to the probe.
-fn on_ask<'a>(what: &str, switch: &'a Switch, lease: &mut Option<Lease<'a>>) -> Result<()> {
+/// Does what a probe asked for, waiting for the switch no longer than the
+/// guest's deadline; the answer goes back to the probe.
+fn on_ask<'a>(
+    what: &str,
+    deadline: Instant,
+    switch: &'a Switch,
+    lease: &mut Option<Lease<'a>>,
+) -> Result<()> {
     // A second request replaces the first; release before waiting, or
     // the guest would wait for itself.
     *lease = None;
     match what {
-        // The main guest, half-way: the hypercall off until it ends.
+        // The main guest, half-way: the hypercall off until it ends. The
+        // probe waits for the answer, so none of its calls can fall
+        // between the switch and the marker.
         "disable" => {
-            *lease = Some(switch.lease(false)?);
+            *lease = Some(switch.lease(false, deadline)?);
             trace::mark(&format!("{}disabled", proto::TRACE_MARK_PREFIX))
         }
         // The stock guest, before it loads the module: on, and nobody
         // turns it off until that guest ends.
         "enable" => {
-            *lease = Some(switch.lease(true)?);
+            *lease = Some(switch.lease(true, deadline)?);
             Ok(())
         }
         other => bail!("unknown request {other:?}"),
     }
 }
 
-/// The KVM selftests and hcall, with the switch held: they expect the
-/// hypercall on, and hcall toggles it.
-fn run_tests(cfg: &AgentConfig, out: &Path, report: &Report, switch: &Switch) -> Result<()> {
-    if cfg.l1_tests.is_empty() {
-        return Ok(());
-    }
-    let _lease = switch.lease(true)?;
-    let names = proto::l1_test_names(&cfg.all_l1_tests());
-    for (test, name) in cfg.l1_tests.iter().zip(&names) {
+/// Runs test programs one by one, each holding the switch (they expect
+/// the hypercall on, and hcall toggles it) but only for its own run, so a
+/// guest that asks in between waits for one test at most.
+fn run_tests(
+    tests: &[String],
+    names: &[String],
+    cfg: &AgentConfig,
+    out: &Path,
+    report: &Report,
+    switch: &Switch,
+) -> Result<()> {
+    let timeout = Duration::from_secs(cfg.l1_test_timeout_secs);
+    for (test, name) in tests.iter().zip(names) {
+        let _lease = switch.lease(true, Instant::now() + timeout)?;
         report.send(&tests::run(test, name, out, cfg.l1_test_timeout_secs)?);
     }
     Ok(())

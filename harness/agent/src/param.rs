@@ -1,8 +1,9 @@
 //! The host's switch for in-kernel handling: `kvm.hello_hypercall`.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, TryLockError};
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 const PARAM: &str = "/sys/module/kvm/parameters/hello_hypercall";
 
@@ -27,8 +28,8 @@ pub fn describe(value: Option<bool>) -> String {
 
 /// The parameter is one switch shared by everything running in L1 at once:
 /// the main guest turns it off half-way, the stock guest needs it on, and
-/// hcall toggles it at will. A [`Lease`] is the right to set it; the
-/// switch is on whenever nobody holds one.
+/// hcall toggles it at will. A [`Lease`] is the right to set it; once a
+/// lease is dropped the switch is on again.
 #[derive(Default)]
 pub struct Switch {
     lock: Mutex<()>,
@@ -41,13 +42,26 @@ pub struct Lease<'a> {
 }
 
 impl Switch {
-    /// Waits for the switch, then sets it; a host without the parameter
-    /// (unpatched) has nothing to set, and the verdict reads that from the
-    /// parameter fact.
-    pub fn lease(&self, on: bool) -> Result<Lease<'_>> {
-        // A holder that panicked left the switch in an unknown state;
-        // setting it below puts that right.
-        let held = self.lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    /// Waits for the switch until `deadline`, then sets it; a host without
+    /// the parameter (unpatched) has nothing to set, and the verdict reads
+    /// that from the parameter fact. Waiting past the deadline is an error
+    /// that names the cause, rather than a guest killed for a lateness
+    /// that was not its own.
+    pub fn lease(&self, on: bool, deadline: Instant) -> Result<Lease<'_>> {
+        let held = loop {
+            match self.lock.try_lock() {
+                Ok(held) => break held,
+                // A holder that panicked left the switch in an unknown
+                // state; setting it below puts that right.
+                Err(TryLockError::Poisoned(p)) => break p.into_inner(),
+                Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(TryLockError::WouldBlock) => {
+                    bail!("kvm.hello_hypercall was held by another user past the deadline")
+                }
+            }
+        };
         if read().is_some_and(|now| now != on) {
             write(on)?;
         }
@@ -60,5 +74,22 @@ impl Drop for Lease<'_> {
         if read() == Some(false) {
             let _ = write(true);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_waits_no_longer_than_its_deadline() {
+        let switch = Switch::default();
+        let first = switch.lease(true, Instant::now()).unwrap();
+        let started = Instant::now();
+        let late = switch.lease(true, Instant::now() + Duration::from_millis(50));
+        assert!(late.is_err());
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        drop(first);
+        assert!(switch.lease(true, Instant::now()).is_ok());
     }
 }

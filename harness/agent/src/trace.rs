@@ -1,4 +1,5 @@
-//! L1's ftrace: cleared and armed before L2 starts, saved after it ends.
+//! L1's ftrace: cleared and armed before the L2 guests start, saved once
+//! every guest has ended.
 
 use std::path::Path;
 

@@ -139,7 +139,7 @@ fn section(series: &Series, notes: &mut Vec<String>) -> Value {
 
 /// calls/s with tracing on over calls/s with it off, per kind.
 fn tracing_cost(sections: &Map<String, Value>) -> Value {
-    let rate = |section: &str, kind: &str| sections[section][kind]["calls_per_sec"].as_f64();
+    let rate = |section: &str, kind: &str| sections.get(section)?[kind]["calls_per_sec"].as_f64();
     let ratios = KINDS.iter().map(|k| {
         let ratio = match (rate("tracing_on", k.name), rate("tracing_off", k.name)) {
             (Some(on), Some(off)) => figure(on / off),

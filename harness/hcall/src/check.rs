@@ -31,7 +31,7 @@ pub fn diff(before: &[(u64, Vec<u8>)], after: &[(u64, Vec<u8>)]) -> Vec<Change> 
 /// `gpa`.
 pub fn diff_area(gpa: u64, old: &[u8], new: &[u8], changes: &mut Vec<Change>) {
     // Whole chunks compare with memcmp; only differing ones byte by byte,
-    // which matters for a fuzzer diffing a megabyte per call under TCG.
+    // which matters for a fuzzer diffing every data byte per call under TCG.
     const CHUNK: usize = 256;
     for (c, (o, n)) in old.chunks(CHUNK).zip(new.chunks(CHUNK)).enumerate() {
         if o == n {

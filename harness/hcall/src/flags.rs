@@ -9,8 +9,7 @@ use crate::{bench, fuzz};
     name = "hcall",
     about = "Drive KVM_HC_HELLO_HYPERCALL from hand-made guests; KTAP on stdout",
     after_help = "Exit status: 0 when every case passed (skips allowed), 1 on a failure, \
-                  2 on a usage error, 4 (kselftest's skip) when there is no usable /dev/kvm.",
-    args_conflicts_with_subcommands = true
+                  2 on a usage error, 4 (kselftest's skip) when there is no usable /dev/kvm."
 )]
 pub struct Hcall {
     /// The KVM device to open.
@@ -146,6 +145,11 @@ mod tests {
                 seed: Some(42)
             }))
         );
+        // The device may come before or after the verb.
+        let h = parse("--dev /y fuzz").unwrap();
+        assert_eq!(h.dev, "/y");
+        assert!(matches!(h.verb, Some(Verb::Fuzz(_))));
+        assert_eq!(parse("bench --dev /z").unwrap().dev, "/z");
         assert!(parse("fuzz --calls 3").is_err());
         assert!(parse("bench --seed x").is_err());
         assert!(parse("run --json").is_err());

@@ -2,8 +2,8 @@
 //!
 //! The guest writes this memory while KVM_RUN runs, so no Rust reference
 //! into it outlives a call: reads and writes copy through raw pointers,
-//! `inspect` lends a slice for the length of a closure, and hcall is
-//! single-threaded, so none of them overlaps a KVM_RUN.
+//! the unsafe `inspect` lends a slice for the length of a closure, and
+//! hcall is single-threaded, so none of them overlaps a KVM_RUN.
 
 use std::ptr::NonNull;
 
@@ -75,14 +75,19 @@ impl GuestMemory {
     }
 
     /// Lends `[offset, offset + len)` to `f` without a copy: the fuzzer
-    /// compares a megabyte per call, and under TCG a copy costs more than
-    /// the comparison.
-    pub fn inspect<R>(&self, offset: u64, len: usize, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
+    /// compares every data byte after each call, and under TCG a copy costs
+    /// more than the comparison.
+    ///
+    /// # Safety
+    ///
+    /// Nothing may write this memory while `f` runs: no vCPU of a VM backed
+    /// by it may run, and no KVM ioctl that writes guest memory (KVM_RUN,
+    /// KVM_SET_MSRS for the clock pages, ...) may be made.
+    pub unsafe fn inspect<R>(&self, offset: u64, len: usize, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
         let off = self.check(offset, len)?;
-        // SAFETY: `check` keeps the range inside the mapping. Only KVM_RUN
-        // writes it behind Rust's back, and that needs `&mut Vm`, which
-        // cannot exist while this `&self` is borrowed; the slice does not
-        // outlive `f`.
+        // SAFETY: `check` keeps the range inside the mapping; the caller
+        // promises that nothing writes it while the slice lives, and the
+        // slice does not outlive `f`.
         let bytes = unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(off), len) };
         Ok(f(bytes))
     }

@@ -250,7 +250,11 @@ impl Vm {
         };
         let mut changes = Vec::new();
         let mut compare = |mem: &GuestMemory, offset: u64, gpa: u64, old: &[u8]| {
-            mem.inspect(offset, old.len(), |now| diff_area(gpa, old, now, &mut changes))
+            // SAFETY: hcall is single-threaded and this borrows the whole
+            // `Vm` shared, so no KVM_RUN (which takes `&mut Vm`) or other
+            // vCPU ioctl can happen while `diff_area`, a pure comparison,
+            // reads the slice.
+            unsafe { mem.inspect(offset, old.len(), |now| diff_area(gpa, old, now, &mut changes)) }
         };
         compare(&self.ram, layout::DATA, layout::DATA, ram)?;
         compare(&self.edge, 0, layout::EDGE.gpa, edge)?;

@@ -81,7 +81,8 @@ fn run_stock(port: &mut port::ReportPort) -> Result<()> {
     });
     let boot_log = kmsg::last_seq();
     // The stock guest boots beside the main one, which turns the hypercall
-    // off for a while: ask for it on, and held on until this guest ends.
+    // off for a while: ask for it on; it then stays on until this guest
+    // ends.
     port.ask("enable")?;
     if load_module(port, "stock_module_load") {
         port.send(&Event::Call(module::read("stock_module_read")));

@@ -24,10 +24,10 @@ pub const NR_ENV: &str = "hh_nr";
 /// Where the guest module sits in L2's initramfs.
 pub const MODULE_FILE: &str = "hello_hypercall.ko";
 
-/// Markers the agent writes into the host's trace buffer, followed by a
-/// phase name, to split the trace: "disabled" once the probe had the
-/// hypercall turned off, then the name of each further guest. The trace
-/// starts in the phase "enabled".
+/// The marker the agent writes into the host's trace buffer, followed by
+/// a phase name: "disabled" once the main guest's probe had the hypercall
+/// turned off. That guest's lines start in the phase "enabled"; other
+/// guests are told apart by their QEMU process, not by markers.
 pub const TRACE_MARK_PREFIX: &str = "hello-hypercall: phase ";
 
 /// Kernel command line key (an environment variable for init) naming what
@@ -217,6 +217,14 @@ impl AgentConfig {
     pub fn all_l1_tests(&self) -> Vec<String> {
         [self.l1_tests.as_slice(), self.l1_extra_tests.as_slice()].concat()
     }
+
+    /// The names of `l1_tests` and of `l1_extra_tests`, made unique over
+    /// both lists, so that the agent and xtask agree on every log's name.
+    pub fn l1_test_names(&self) -> (Vec<String>, Vec<String>) {
+        let mut names = l1_test_names(&self.all_l1_tests());
+        let extra = names.split_off(self.l1_tests.len());
+        (names, extra)
+    }
 }
 
 /// The name of an L1 test from its command line ("/x/hcall fuzz --seed 1"
@@ -333,6 +341,16 @@ mod tests {
             l1_extra_tests: vec![],
             l1_test_timeout_secs: 0,
         }
+    }
+
+    #[test]
+    fn extra_tests_are_named_after_the_others() {
+        let mut cfg = cfg();
+        cfg.l1_tests = vec!["/b/hcall".into(), "/b/hcall fuzz --seed 1".into()];
+        cfg.l1_extra_tests = vec!["/b/hcall fuzz --seed 7".into(), "/x/t".into()];
+        let (beside, extra) = cfg.l1_test_names();
+        assert_eq!(beside, ["hcall", "hcall-fuzz"]);
+        assert_eq!(extra, ["hcall-fuzz-2", "t"]);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! The raw run is the floor: L1 boots with a short shell script as init
 //! that starts the L2 guests (whose init, the probe in mode "off", powers
 //! off at once) side by side, as the E2E does, and reboots; no tracing, no
-//! reports, no checks. Same kernels, same QEMU flags, same deadlines. A
+//! reports, no checks. Same kernels, same QEMU flags; L1's deadline. A
 //! second floor boots only the main guest: the E2E's cost over the bare
 //! nested boot of the two kernels of the series.
 
@@ -329,7 +329,7 @@ fn l1_script(config: &proto::AgentConfig, guests: &[proto::Guest]) -> String {
                 })
                 .collect();
             format!(
-                "{} {} </dev/null &\npids=\"$pids $!\"\n",
+                "'{}' {} </dev/null &\npids=\"$pids $!\"\n",
                 config.qemu,
                 words.join(" ")
             )
@@ -381,6 +381,7 @@ mod tests {
         let script = l1_script(&config, &config.guests);
         assert_eq!(script.matches(" </dev/null &\n").count(), 2, "{script}");
         assert!(script.contains("'/k/main'") && script.contains("'/k/stock'"));
+        assert!(script.contains("'/usr/bin/qemu-system-x86_64' "));
         assert!(script.contains("\"quiet tsc_early_khz=$khz tsc=reliable\""));
         let wait = script.find("for p in $pids; do wait $p").unwrap();
         assert!(wait > script.rfind(" &\n").unwrap());

@@ -21,14 +21,17 @@ use crate::stage::Stages;
 use crate::verdict::{self, Check, Evidence, Verdict};
 use crate::{deps, initramfs, layout, module, selftests, source, stock};
 
-/// Guest memory: L1 holds L2 plus its own kernel and QEMU.
+/// Guest memory: L1 holds two L2s side by side (2 x 256 MiB, touched
+/// only as far as they boot) plus its own kernel, QEMU and the tests.
 pub const L1_MEMORY_MIB: u32 = 1024;
 const L2_MEMORY_MIB: u32 = 256;
 /// L2's deadline inside L1; L1's own comes from --timeout.
 const L2_TIMEOUT: Duration = Duration::from_secs(300);
 /// hcall's fuzz calls in every run (the benchmark runs many more).
 const FUZZ_ITERATIONS: u32 = 2000;
-/// Per-CPU trace buffer in L1: room for every hypercall of a run.
+/// Per-CPU trace buffer in L1: room for every hypercall of a run, the
+/// tests' (about 2,000 from the fuzz) included, as they run while the
+/// stock guest is traced.
 const TRACE_BUFFER_KB: u32 = 4096;
 /// The target the static guest programs are built for (see images()).
 const GUEST_TARGET: &str = "x86_64-unknown-linux-gnu";

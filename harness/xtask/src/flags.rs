@@ -69,8 +69,9 @@ pub struct E2eArgs {
     #[arg(long)]
     pub keep_going: bool,
     /// Also run this program (with its arguments, in one quoted word)
-    /// inside L1 after L2, with the hypercall enabled (repeatable). It sees
-    /// the patched /dev/kvm; its KTAP or TAP output becomes checks.
+    /// inside L1 after every guest has ended and the trace is saved, with
+    /// the hypercall enabled (repeatable). It sees the patched /dev/kvm; its
+    /// KTAP or TAP output becomes checks.
     #[arg(long, value_name = "PATH [ARGS]")]
     pub l1_test: Vec<String>,
     /// Deadline of each program run inside L1, in seconds.

@@ -25,6 +25,9 @@ pub struct Trace {
     pub phases: Vec<(String, Phase)>,
     /// The ring buffer overflowed and dropped events.
     pub lost_events: bool,
+    /// Event lines came, but none with a thread group: nothing can be
+    /// given to a guest (tracing's record-tgid option was off).
+    pub no_tgids: bool,
 }
 
 impl Trace {
@@ -59,8 +62,10 @@ pub fn parse(text: &str, owners: &Owners) -> Trace {
     let mut t = Trace {
         phases: vec![("enabled".into(), Phase::default())],
         lost_events: false,
+        no_tgids: false,
     };
     let mut main_phase = "enabled";
+    let (mut tagged, mut untagged) = (0, 0);
     for line in text.lines() {
         if line.starts_with('#') {
             continue;
@@ -79,6 +84,11 @@ pub fn parse(text: &str, owners: &Owners) -> Trace {
                 t.phase_mut(main_phase);
             }
             continue;
+        }
+        if l.tgid.is_some() {
+            tagged += 1;
+        } else {
+            untagged += 1;
         }
         let phase = match l.tgid {
             Some(g) if owners.main == Some(g) => main_phase,
@@ -113,6 +123,7 @@ pub fn parse(text: &str, owners: &Owners) -> Trace {
             _ => {}
         }
     }
+    t.no_tgids = tagged == 0 && untagged > 0;
     t
 }
 
@@ -234,6 +245,14 @@ mod tests {
         assert_eq!(t.phase("enabled").unwrap().hello, 0);
         assert_eq!(t.phase("l1").unwrap().hello, 1);
         assert!(t.phase("disabled").is_none());
+        assert!(t.no_tgids);
+        assert!(!parse("", &owners()).no_tgids);
+    }
+
+    #[test]
+    fn a_task_name_may_hold_parentheses() {
+        let l = " a (1)-9 (     80) [001] ..... 1.0: kvm_exit: x";
+        assert_eq!(split(l).unwrap().tgid, Some(80));
     }
 
     #[test]

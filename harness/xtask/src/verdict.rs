@@ -214,19 +214,43 @@ pub fn judge(e: &Evidence) -> Vec<Check> {
             want,
         ));
     }
-    let trace = e
-        .trace
-        .as_deref()
-        .map(|text| trace::parse(text, &owners(&events)));
-    checks.extend(trace_checks(trace.as_ref(), e.hc_nr));
+    let owners = owners(&events);
+    let trace = e.trace.as_deref().map(|text| trace::parse(text, &owners));
+    let blind = |guest: &str, pid: Option<u32>| trace.as_ref().and_then(|t| unattributable(t, guest, pid));
+    checks.extend(trace_checks(trace.as_ref(), blind("main", owners.main), e.hc_nr));
     for (name, log) in &e.l1_tests {
         checks.extend(l1_test_checks(name, log, &events));
     }
     checks.push(console_check("l1_console_clean", "L1", &e.l1_console));
     checks.push(console_check("l2_console_clean", "L2", &e.l2_console));
     checks.push(dmesg_check(&events, "l2_dmesg_clean", "dmesg_warnings"));
-    checks.extend(stock_checks(&e.stock, &events, trace.as_ref(), e.hc_nr));
+    let stock_pid = owners
+        .others
+        .iter()
+        .find(|(_, g)| g == "stock")
+        .map(|(pid, _)| *pid);
+    checks.extend(stock_checks(
+        &e.stock,
+        &events,
+        trace.as_ref(),
+        blind("stock", stock_pid),
+        e.hc_nr,
+    ));
     checks
+}
+
+/// Why no trace line can be given to `guest`, if none can: a greeting
+/// missing for that reason is the harness's fault, not the series'.
+fn unattributable(trace: &Trace, guest: &str, pid: Option<u32>) -> Option<String> {
+    if trace.no_tgids {
+        Some("NO RESULT: the trace recorded no thread groups, so no line can be given to a guest".into())
+    } else if pid.is_none() {
+        Some(format!(
+            "NO RESULT: the agent did not report the {guest} guest's QEMU process, so no trace line can be given to it"
+        ))
+    } else {
+        None
+    }
 }
 
 /// Which QEMU process ran which guest, as the agent reported: the trace
@@ -423,7 +447,7 @@ fn explain(errno: i32) -> &'static str {
     }
 }
 
-fn trace_checks(trace: Option<&Trace>, hc_nr: Option<u64>) -> Vec<Check> {
+fn trace_checks(trace: Option<&Trace>, blind: Option<String>, hc_nr: Option<u64>) -> Vec<Check> {
     const NAMES: [&str; 4] = [
         "host_trace_greeting",
         "host_trace_kvm_hypercall",
@@ -436,6 +460,12 @@ fn trace_checks(trace: Option<&Trace>, hc_nr: Option<u64>) -> Vec<Check> {
             .map(|n| Check::new(n, Verdict::Fail, "NO RESULT: the agent saved no trace"))
             .collect();
     };
+    if let Some(why) = blind {
+        return NAMES
+            .iter()
+            .map(|n| Check::new(n, Verdict::Fail, why.clone()))
+            .collect();
+    }
     let mut checks = Vec::new();
     let ours = |p: &crate::trace::Phase| hc_nr.and_then(|nr| p.hypercalls.get(&nr).copied()).unwrap_or(0);
     let lost = if t.lost_events {
@@ -600,7 +630,13 @@ fn fact_value<'a>(events: &'a [Event], fact: &str) -> Option<&'a str> {
 
 /// The stock guest: Debian's kernel without the series, the module only;
 /// its trace lines are those of its QEMU process.
-fn stock_checks(stock: &Stock, events: &[Event], trace: Option<&Trace>, hc_nr: Option<u64>) -> Vec<Check> {
+fn stock_checks(
+    stock: &Stock,
+    events: &[Event],
+    trace: Option<&Trace>,
+    blind: Option<String>,
+    hc_nr: Option<u64>,
+) -> Vec<Check> {
     let (release, console, warnings) = match stock {
         Stock::Skipped(why) => return vec![Check::new("stock_guest", Verdict::Skip, format!("SKIP: {why}"))],
         Stock::Ran {
@@ -625,18 +661,24 @@ fn stock_checks(stock: &Stock, events: &[Event], trace: Option<&Trace>, hc_nr: O
     let ours = phase.map_or(0, |p| {
         hc_nr.and_then(|nr| p.hypercalls.get(&nr).copied()).unwrap_or(0)
     });
-    checks.push(match phase {
-        None => Check::new(
+    checks.push(match (phase, blind) {
+        (_, Some(why)) => Check::new("stock_trace_greeting", Verdict::Fail, why),
+        (None, None) if trace.is_none() => Check::new(
             "stock_trace_greeting",
             Verdict::Fail,
-            "NO RESULT: no stock phase in the host's trace",
+            "NO RESULT: the agent saved no trace",
         ),
-        Some(p) if p.hello >= 2 && p.hello == ours => Check::new(
+        (None, None) => Check::new(
+            "stock_trace_greeting",
+            Verdict::Fail,
+            format!("no traced call from the stock guest's QEMU process ({release})"),
+        ),
+        (Some(p), None) if p.hello >= 2 && p.hello == ours => Check::new(
             "stock_trace_greeting",
             Verdict::Pass,
             format!("{} \"Hello World\" lines from {release}", p.hello),
         ),
-        Some(p) => Check::new(
+        (Some(p), None) => Check::new(
             "stock_trace_greeting",
             Verdict::Fail,
             format!(
@@ -794,6 +836,62 @@ mod tests {
         assert!(checks
             .iter()
             .any(|c| c.name == "stock_trace_greeting" && c.verdict == Verdict::Pass));
+    }
+
+    #[test]
+    fn trace_lines_of_a_guest_without_a_pid_are_no_result() {
+        // The agent's report without the pids: nothing can be given to the
+        // guests, and that is the harness's failure, not a missing greeting.
+        let report: String = fixture("report-pass.log")
+            .lines()
+            .map(|l| match Event::from_line(l) {
+                Some(Event::L2Exit {
+                    guest,
+                    status,
+                    timed_out,
+                    seconds,
+                    ..
+                }) => Event::L2Exit {
+                    guest,
+                    status,
+                    timed_out,
+                    seconds,
+                    init_seconds: None,
+                    done_seconds: None,
+                    pid: None,
+                }
+                .to_line(),
+                _ => format!("{l}\n"),
+            })
+            .collect();
+        let mut e = evidence(&report, Some(&fixture("trace-pass.txt")));
+        e.stock = Stock::Ran {
+            release: "6.12.117+deb12-cloud-amd64".into(),
+            console: String::new(),
+            module_warnings: vec![],
+        };
+        let checks = judge(&e);
+        for name in ["host_trace_greeting", "disabled_no_trace", "stock_trace_greeting"] {
+            let c = checks.iter().find(|c| c.name == name).unwrap();
+            assert_eq!(c.verdict, Verdict::Fail, "{name}");
+            assert!(c.detail.contains("did not report the"), "{}", c.detail);
+        }
+    }
+
+    #[test]
+    fn owners_come_from_the_l2_exits() {
+        let exit = |guest: &str, pid| Event::L2Exit {
+            guest: guest.into(),
+            status: Some(0),
+            timed_out: false,
+            seconds: 1.0,
+            init_seconds: None,
+            done_seconds: None,
+            pid,
+        };
+        let o = owners(&[exit("main", Some(7)), exit("stock", Some(9)), exit("x", None)]);
+        assert_eq!(o.main, Some(7));
+        assert_eq!(o.others, [(9, "stock".to_string())]);
     }
 
     #[test]
