@@ -39,6 +39,8 @@ pub fn run(
     let started = Instant::now();
     let mut child = Command::new(&cfg.qemu)
         .args(&args)
+        // The host's /tmp is read-only in L1; scratch files go to L1's own.
+        .env("TMPDIR", proto::L1_SCRATCH)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(stderr)

@@ -22,7 +22,7 @@ use proto::{AgentConfig, Event, Guest};
 use report::Report;
 
 /// Where the run directory is mounted inside L1.
-const OUT: &str = "/tmp/out";
+const OUT: &str = proto::L1_OUT;
 
 fn main() {
     let mounted = mounts::mount_all(OUT);

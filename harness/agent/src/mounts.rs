@@ -5,15 +5,16 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use nix::mount::{mount, MsFlags};
 
-/// Mounts the kernel file systems, a writable /tmp and the run directory at
-/// `out`. The root is the host's own, read-only, so everything writable
-/// lives on tmpfs or on the run directory share.
+/// Mounts the kernel file systems, a writable scratch tmpfs and the run
+/// directory at `out`. The root is the host's own, read-only, so
+/// everything writable lives on tmpfs or on the run directory share; the
+/// host's /tmp stays visible, since a checkout may live there.
 pub fn mount_all(out: &str) -> Result<()> {
     let kernel_fs = [
         ("proc", "/proc", "proc"),
         ("sysfs", "/sys", "sysfs"),
         ("devtmpfs", "/dev", "devtmpfs"),
-        ("tmpfs", "/tmp", "tmpfs"),
+        ("tmpfs", proto::L1_SCRATCH, "tmpfs"),
         ("tracefs", "/sys/kernel/tracing", "tracefs"),
     ];
     for (source, target, fstype) in kernel_fs {

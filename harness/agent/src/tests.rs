@@ -20,6 +20,8 @@ pub fn run(test: &str, name: &str, out: &Path, timeout_secs: u64) -> Result<Even
     let log = File::create(out.join(format!("l1test-{name}.log"))).context("create the test log")?;
     let mut child = Command::new(program)
         .args(words)
+        // The host's /tmp is read-only in L1; scratch files go to L1's own.
+        .env("TMPDIR", proto::L1_SCRATCH)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)

@@ -292,6 +292,13 @@ pub const AGENT_CONFIG: &str = "agent.json";
 /// 9p mount tag of the run directory, L1's only writable share.
 pub const OUT_TAG: &str = "out";
 
+/// L1's scratch tmpfs on the read-only host root. Not /tmp: a checkout
+/// under the host's /tmp (a CI clone, say) must stay visible in L1, which
+/// runs its programs and boots its kernels from there.
+pub const L1_SCRATCH: &str = "/run";
+/// Where L1 mounts the run directory, inside its scratch tmpfs.
+pub const L1_OUT: &str = "/run/hello-hypercall";
+
 #[cfg(test)]
 mod tests {
     use super::*;

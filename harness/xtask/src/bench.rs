@@ -311,7 +311,7 @@ impl RawRun {
 /// background exactly as the agent does (same argv builder), wait for each
 /// and record its status, reboot.
 fn l1_script(config: &proto::AgentConfig, guests: &[proto::Guest]) -> String {
-    let out = Path::new("/tmp/out");
+    let out = Path::new(proto::L1_OUT);
     let starts: Vec<String> = guests
         .iter()
         .map(|guest| {
@@ -341,7 +341,7 @@ fn l1_script(config: &proto::AgentConfig, guests: &[proto::Guest]) -> String {
          {bb} mount -t proc proc /proc\n\
          {bb} mount -t sysfs sys /sys\n\
          {bb} mount -t devtmpfs dev /dev\n\
-         {bb} mount -t tmpfs tmp /tmp\n\
+         {bb} mount -t tmpfs scratch {scratch}\n\
          {bb} mkdir -p {out}\n\
          {bb} mount -t 9p -o trans=virtio,version=9p2000.L {tag} {out}\n\
          khz=$({bb} awk '/cpu MHz/ {{ printf \"%d\", $4 * 1000; exit }}' /proc/cpuinfo)\n\
@@ -350,6 +350,7 @@ fn l1_script(config: &proto::AgentConfig, guests: &[proto::Guest]) -> String {
          {bb} reboot -f\n",
         starts.concat(),
         out = out.display(),
+        scratch = proto::L1_SCRATCH,
         tag = proto::OUT_TAG,
     )
 }
