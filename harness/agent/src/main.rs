@@ -29,7 +29,7 @@ fn main() {
     let report = report::Report::open();
     report.send(&Event::Hello {
         who: "agent".into(),
-        kernel: kernel_release(),
+        kernel: proto::guest::kernel_release(),
     });
     let result = mounted.and_then(|()| run(&report));
     if let Err(err) = result {
@@ -38,7 +38,7 @@ fn main() {
         });
     }
     report.send(&Event::Done { who: "agent".into() });
-    power_off();
+    proto::guest::power_off();
 }
 
 fn run(report: &Report) -> Result<()> {
@@ -159,20 +159,4 @@ fn run_tests(
         report.send(&tests::run(test, name, out, cfg.l1_test_timeout_secs)?);
     }
     Ok(())
-}
-
-fn kernel_release() -> String {
-    nix::sys::utsname::uname()
-        .map(|u| u.release().to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
-/// Ends L1: QEMU runs with `-no-reboot`, and a reboot needs no ACPI.
-fn power_off() -> ! {
-    nix::unistd::sync();
-    let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT);
-    // PID 1 must never exit: that would panic the kernel.
-    loop {
-        std::thread::sleep(std::time::Duration::from_secs(1));
-    }
 }

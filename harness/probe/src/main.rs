@@ -19,7 +19,7 @@ fn main() {
     let mode = std::env::var(proto::MODE_ENV).unwrap_or_default();
     // "off": power off at once; the benchmark's floor boots L2 this way.
     if mode == "off" {
-        power_off();
+        proto::guest::power_off();
     }
     let mut port = port::ReportPort::open();
     // "stock": Debian's kernel without the series, so the module only.
@@ -37,13 +37,13 @@ fn main() {
     port.send(&Event::Done {
         who: if stock { "probe-stock" } else { "probe" }.into(),
     });
-    power_off();
+    proto::guest::power_off();
 }
 
 fn run(port: &mut port::ReportPort) -> Result<()> {
     port.send(&Event::Hello {
         who: "probe".into(),
-        kernel: kernel_release(),
+        kernel: proto::guest::kernel_release(),
     });
     let nr: i64 = std::env::var(proto::NR_ENV)
         .context("no syscall number on the kernel command line")?
@@ -77,7 +77,7 @@ fn run(port: &mut port::ReportPort) -> Result<()> {
 fn run_stock(port: &mut port::ReportPort) -> Result<()> {
     port.send(&Event::Hello {
         who: "probe-stock".into(),
-        kernel: kernel_release(),
+        kernel: proto::guest::kernel_release(),
     });
     let boot_log = kmsg::last_seq();
     // The stock guest boots beside the main one, which turns the hypercall
@@ -109,12 +109,6 @@ fn report_warnings(port: &mut port::ReportPort, fact: &str, since: u64) {
     });
 }
 
-fn kernel_release() -> String {
-    nix::sys::utsname::uname()
-        .map(|u| u.release().to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
 /// Mounts devtmpfs so that the report port exists; an initramfs gets no
 /// automatic /dev mount.
 pub(crate) fn mount_dev() {
@@ -125,15 +119,4 @@ pub(crate) fn mount_dev() {
         MsFlags::empty(),
         None::<&str>,
     );
-}
-
-/// Ends the VM: QEMU runs with `-no-reboot`, so a reboot ends it, and unlike
-/// power-off it needs no ACPI in the guest kernel.
-fn power_off() -> ! {
-    nix::unistd::sync();
-    let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT);
-    // PID 1 must not exit: that would panic the kernel.
-    loop {
-        std::thread::sleep(std::time::Duration::from_secs(1));
-    }
 }

@@ -6,6 +6,8 @@
 //! so a report survives being mixed with kernel noise and a truncated report
 //! is still readable up to its last whole line.
 
+#[cfg(feature = "guest")]
+pub mod guest;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
