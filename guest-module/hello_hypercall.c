@@ -11,8 +11,8 @@
  *    and hands the raw return value to user space, see hello_hypercall.h.
  *
  * Hypercall ABI: a0 = guest physical address of the buffer or 0, a1 = size
- * of the buffer, a2 = a3 = 0.  The host returns the number of bytes it
- * wrote (including the NUL) or a negative KVM error code.
+ * of the buffer (0 without a buffer), a2 = a3 = 0.  The host returns the
+ * number of bytes it wrote (including the NUL) or a negative KVM error code.
  */
 
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
@@ -27,6 +27,7 @@
 #include <linux/slab.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
+#include <asm/hypervisor.h>
 #include <asm/processor.h>
 
 #include "hello_hypercall.h"
@@ -154,13 +155,17 @@ static int __init hello_hypercall_init(void)
 	int ret;
 
 	/*
+	 * Only KVM implements the hypercall.  Hyper-V and Xen can show a KVM
+	 * signature at a higher CPUID base too, but VMCALL would then go to
+	 * their own handlers; x86_hyper_type says which hypervisor the kernel
+	 * runs on, and is not KVM when the kernel was booted with "nopv".
 	 * kvm_para_has_feature() cannot be used from a module, so look up the
 	 * KVM CPUID leaves here.
 	 */
-	if (kvm_para_available())
+	if (hypervisor_is_type(X86_HYPER_KVM) && kvm_para_available())
 		base = hypervisor_cpuid_base(KVM_SIGNATURE, 0);
 	if (!base) {
-		pr_err("not running as a KVM guest\n");
+		pr_err("not running on KVM as the primary hypervisor\n");
 		return -ENODEV;
 	}
 
