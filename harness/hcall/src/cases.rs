@@ -118,7 +118,7 @@ pub struct CallCase {
 
 pub enum Kind {
     Call(CallCase),
-    Custom(fn(&mut Ctx) -> Result<Verdict>),
+    Custom(fn(&Ctx) -> Result<Verdict>),
 }
 
 pub struct Case {
@@ -144,7 +144,7 @@ const fn long(name: &'static str, args: [u64; 4], want: Want) -> Case {
     call(name, Mode::Long64, Enc::Native, args, want)
 }
 
-const fn custom(name: &'static str, f: fn(&mut Ctx) -> Result<Verdict>) -> Case {
+const fn custom(name: &'static str, f: fn(&Ctx) -> Result<Verdict>) -> Case {
     Case {
         name,
         kind: Kind::Custom(f),
@@ -202,7 +202,7 @@ pub const CASES: &[Case] = &[
 
 /// Runs one case; an error (an ioctl that failed) is a failure with its
 /// context chain as the reason.
-pub fn run(ctx: &mut Ctx, case: &Case) -> Verdict {
+pub fn run(ctx: &Ctx, case: &Case) -> Verdict {
     let result = match &case.kind {
         Kind::Call(c) => {
             if let (Some(why), true) = (&ctx.handler_unavailable, needs_handler(c)) {
@@ -364,7 +364,7 @@ const fn long_call(args: [u64; 4], want: Want) -> CallCase {
 /// ring 0 is the control that shows the refusal is about the CPL (KVM's
 /// CPL check predates the hypercall, so without the control this case
 /// would pass on a kernel without it).
-fn long_mode_cpl3_eperm(ctx: &mut Ctx) -> Result<Verdict> {
+fn long_mode_cpl3_eperm(ctx: &Ctx) -> Result<Verdict> {
     let user = CallCase {
         user: true,
         ..long_call([BUF, 64, 0, 0], Want::Nothing(-KVM_EPERM))
@@ -379,7 +379,7 @@ fn long_mode_cpl3_eperm(ctx: &mut Ctx) -> Result<Verdict> {
 
 /// With KVM_X86_QUIRK_FIX_HYPERCALL_INSN disabled the other vendor's
 /// instruction is a plain #UD, and the native one still works.
-fn foreign_insn_ud(ctx: &mut Ctx) -> Result<Verdict> {
+fn foreign_insn_ud(ctx: &Ctx) -> Result<Verdict> {
     let cfg = VmConfig {
         disable_fix_quirk: true,
         ..VmConfig::default()
@@ -439,46 +439,40 @@ fn needs_root() -> Verdict {
 }
 
 /// The switch, if present and writable, or the verdict that replaces the case.
-fn writable_param(ctx: &mut Ctx) -> std::result::Result<Switch, Verdict> {
-    match ctx.param.take() {
+fn writable_param(ctx: &Ctx) -> std::result::Result<&Switch, Verdict> {
+    match &ctx.param {
         None => Err(param_missing()),
-        Some(p) if !p.writable() => {
-            ctx.param = Some(p);
-            Err(needs_root())
-        }
+        Some(p) if !p.writable() => Err(needs_root()),
         Some(p) => Ok(p),
     }
 }
 
 /// With kvm.hello_hypercall=N the call fails with -KVM_ENOSYS and writes
 /// nothing; the parameter is restored afterwards (also on failure).
-fn param_off_enosys(ctx: &mut Ctx) -> Result<Verdict> {
-    let mut param = match writable_param(ctx) {
+fn param_off_enosys(ctx: &Ctx) -> Result<Verdict> {
+    let param = match writable_param(ctx) {
         Ok(p) => p,
         Err(v) => return Ok(v),
     };
-    let result = param.with(false, || -> Result<Verdict> {
-        let buffer = run_call(
-            ctx,
-            &long_call([BUF, 64, 0, 0], Want::Nothing(-KVM_ENOSYS)),
-            VmConfig::default(),
-        )?;
-        let none = run_call(
-            ctx,
-            &long_call([0, 0, 0, 0], Want::Nothing(-KVM_ENOSYS)),
-            VmConfig::default(),
-        )?;
-        Ok(combine(vec![
-            ("kvm.hello_hypercall=N", buffer),
-            ("kvm.hello_hypercall=N", none),
-        ]))
-    });
-    ctx.param = Some(param);
-    result?
+    let _off = param.hold(false)?;
+    let buffer = run_call(
+        ctx,
+        &long_call([BUF, 64, 0, 0], Want::Nothing(-KVM_ENOSYS)),
+        VmConfig::default(),
+    )?;
+    let none = run_call(
+        ctx,
+        &long_call([0, 0, 0, 0], Want::Nothing(-KVM_ENOSYS)),
+        VmConfig::default(),
+    )?;
+    Ok(combine(vec![
+        ("kvm.hello_hypercall=N", buffer),
+        ("kvm.hello_hypercall=N", none),
+    ]))
 }
 
 /// KVM_GET_SUPPORTED_CPUID reports the bit exactly while the handler is on.
-fn cpuid_bit_follows_param(ctx: &mut Ctx) -> Result<Verdict> {
+fn cpuid_bit_follows_param(ctx: &Ctx) -> Result<Verdict> {
     let bit_now = |kvm: &Kvm| -> Result<Option<bool>> {
         let cpuid = kvm.get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)?;
         Ok(vm::hello_bit(&cpuid))
@@ -490,7 +484,7 @@ fn cpuid_bit_follows_param(ctx: &mut Ctx) -> Result<Verdict> {
     };
     let mut problems = vec![];
     let on = vm::hello_bit(&ctx.supported);
-    let mut param = match ctx.param.take() {
+    let param = match &ctx.param {
         None => {
             let mut v = param_missing();
             v.diags.push(format!(
@@ -513,12 +507,18 @@ fn cpuid_bit_follows_param(ctx: &mut Ctx) -> Result<Verdict> {
         show_bit(on)
     )];
     if param.writable() {
-        let off = param.with(false, || bit_now(&ctx.kvm))??;
+        let off = {
+            let _off = param.hold(false)?;
+            bit_now(&ctx.kvm)?
+        };
         notes.push(format!("bit 18 with kvm.hello_hypercall=N: {}", show_bit(off)));
         if off != Some(false) {
             problems.push(format!("kvm.hello_hypercall=N but bit 18 is {}", show_bit(off)));
         }
-        let back = param.with(true, || bit_now(&ctx.kvm))??;
+        let back = {
+            let _on = param.hold(true)?;
+            bit_now(&ctx.kvm)?
+        };
         if back != Some(true) {
             problems.push(format!(
                 "kvm.hello_hypercall=Y again but bit 18 is {}",
@@ -528,7 +528,6 @@ fn cpuid_bit_follows_param(ctx: &mut Ctx) -> Result<Verdict> {
     } else {
         notes.push("not root: the kvm.hello_hypercall=N half is not checked".into());
     }
-    ctx.param = Some(param);
     Ok(Verdict::from_problems(problems, notes))
 }
 
@@ -542,7 +541,7 @@ fn yn(b: bool) -> char {
 
 /// With KVM_CAP_ENFORCE_PV_FEATURE_CPUID the guest's CPUID bit decides:
 /// set, the call works; cleared, it fails with -KVM_ENOSYS.
-fn enforce_pv_cpuid(ctx: &mut Ctx) -> Result<Verdict> {
+fn enforce_pv_cpuid(ctx: &Ctx) -> Result<Verdict> {
     if let Some(why) = &ctx.handler_unavailable {
         return Ok(Verdict::skip(why.clone()));
     }
@@ -709,7 +708,7 @@ fn check_answer(stop: &Stop, want: i64, mode: Mode) -> Vec<String> {
 }
 
 /// The cleared CPUID bit is checked before the exit: no exit, -KVM_ENOSYS.
-fn enforce_before_user_exit(ctx: &mut Ctx) -> Result<Verdict> {
+fn enforce_before_user_exit(ctx: &Ctx) -> Result<Verdict> {
     let cfg = VmConfig {
         cpuid: PvCpuid::Enforce { hello_bit: false },
         ..VmConfig::default()
@@ -737,7 +736,7 @@ fn enforce_before_user_exit(ctx: &mut Ctx) -> Result<Verdict> {
 
 /// The exit carries nr, all four arguments and the long-mode flag; the
 /// answer lands in RAX whole. A real buffer is forwarded too, unwritten.
-fn user_exit_long_mode(ctx: &mut Ctx) -> Result<Verdict> {
+fn user_exit_long_mode(ctx: &Ctx) -> Result<Verdict> {
     let mut problems = vec![];
     let mut notes = vec![];
     for args in [USER_ARGS, [BUF, 64, 0, 0]] {
@@ -769,7 +768,7 @@ fn user_exit_long_mode(ctx: &mut Ctx) -> Result<Verdict> {
 
 /// From 32-bit code the exit has the low halves, no long-mode flag, and
 /// the answer is truncated to 32 bits.
-fn user_exit_protected_mode_32(ctx: &mut Ctx) -> Result<Verdict> {
+fn user_exit_protected_mode_32(ctx: &Ctx) -> Result<Verdict> {
     let Forwarded {
         stop,
         exits,
@@ -787,7 +786,7 @@ fn user_exit_protected_mode_32(ctx: &mut Ctx) -> Result<Verdict> {
 }
 
 /// CPL is checked before the exit: -KVM_EPERM and no exit.
-fn user_exit_cpl3(ctx: &mut Ctx) -> Result<Verdict> {
+fn user_exit_cpl3(ctx: &Ctx) -> Result<Verdict> {
     let Forwarded {
         stop,
         exits,
@@ -807,20 +806,17 @@ fn user_exit_cpl3(ctx: &mut Ctx) -> Result<Verdict> {
 }
 
 /// The exit does not depend on kvm.hello_hypercall.
-fn user_exit_param_off(ctx: &mut Ctx) -> Result<Verdict> {
-    let mut param = match writable_param(ctx) {
+fn user_exit_param_off(ctx: &Ctx) -> Result<Verdict> {
+    let param = match writable_param(ctx) {
         Ok(p) => p,
         Err(v) => return Ok(v),
     };
-    let result = param.with(false, || {
-        forwarded(ctx, VmConfig::default(), Mode::Long64, false, USER_ARGS)
-    });
-    ctx.param = Some(param);
+    let _off = param.hold(false)?;
     let Forwarded {
         stop,
         exits,
         written: mut problems,
-    } = match result?? {
+    } = match forwarded(ctx, VmConfig::default(), Mode::Long64, false, USER_ARGS)? {
         Ok(r) => r,
         Err(v) => return Ok(v),
     };

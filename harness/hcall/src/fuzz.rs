@@ -242,7 +242,7 @@ fn fuzz(kvm: kvm_ioctls::Kvm, opts: &Options) -> Result<i32> {
         Box::new(std::io::stdout())
     };
     let mut out = Ktap::start(stream, 2);
-    let (mut ctx, notes) = host::prepare(kvm)?;
+    let (ctx, notes) = host::prepare(kvm)?;
     for n in &notes {
         out.diag(n);
     }
@@ -272,7 +272,7 @@ fn fuzz(kvm: kvm_ioctls::Kvm, opts: &Options) -> Result<i32> {
                 d.enablement = Enablement::ParamOff;
             }
         }
-        if let (Some(p), true) = (&mut ctx.param, can_toggle) {
+        if let (Some(p), true) = (&ctx.param, can_toggle) {
             let on = d.enablement != Enablement::ParamOff;
             if p.get() != on {
                 p.set(on)?;
