@@ -1,8 +1,13 @@
 //! The case table: one named case per ABI promise. Most cases are one
 //! hypercall with an expected result and expected bytes ([`CallCase`]);
-//! the rest need a VM option, the host switch or a forwarded exit and are
-//! small functions. Every case gets a fresh VM whose data areas are full
-//! of canaries, and every byte of them is checked afterwards.
+//! the rest need a VM option, a VM type, the host switch, their own guest
+//! code or a forwarded exit and are small functions. Every case gets a
+//! fresh VM whose data areas are full of canaries, and every byte of them
+//! is checked afterwards.
+//!
+//! Cases that turn kvm.hello_hypercall off hold it with a guard that puts
+//! it back on every way out (an error, a panic), so one failing case never
+//! leaves the next without the handler.
 
 use std::cell::RefCell;
 
@@ -189,8 +194,12 @@ pub const CASES: &[Case] = &[
     long("nonzero_a2_einval", [BUF, 12, 1, 0], Want::Nothing(-KVM_EINVAL)),
     long("nonzero_a3_einval", [BUF, 12, 0, 1], Want::Nothing(-KVM_EINVAL)),
     long("no_buffer", [0, 0, 0, 0], Want::Nothing(0)),
-    long("no_buffer_size_ignored", [0, 5, 0, 0], Want::Nothing(0)),
-    custom("param_off_enosys", param_off_enosys),
+    long("no_buffer_with_size_einval", [0, 5, 0, 0], Want::Nothing(-KVM_EINVAL)),
+    custom("kvm_hypercall0_stale_regs_einval", kvm_hypercall0_stale_regs),
+    custom("param_off_new_vm_enosys", param_off_new_vm_enosys),
+    custom("param_off_existing_vm_keeps_abi", param_off_existing_vm_keeps_abi),
+    custom("param_on_existing_vm_stays_enosys", param_on_existing_vm_stays_enosys),
+    custom("sw_protected_vm_enosys", sw_protected_vm_enosys),
     custom("cpuid_bit_follows_param", cpuid_bit_follows_param),
     custom("enforce_pv_cpuid", enforce_pv_cpuid),
     custom("enforce_pv_cpuid_before_user_exit", enforce_before_user_exit),
@@ -249,9 +258,35 @@ fn stop_problem(stop: &Stop) -> Option<String> {
 
 /// Runs one call in a fresh VM and checks result and memory.
 fn run_call(ctx: &Ctx, c: &CallCase, cfg: VmConfig) -> Result<Verdict> {
+    let mut vm = Vm::new(&ctx.kvm, &ctx.supported, &cfg)?;
+    call_in(ctx, &mut vm, c)
+}
+
+/// Why a wrong answer is wrong, when it is a known way to be wrong: the
+/// words the log needs to point at the cause rather than the symptom.
+fn hint(c: &CallCase, got: i64) -> &'static str {
+    let mask = if c.mode.is_64bit() {
+        u64::MAX
+    } else {
+        u64::from(u32::MAX)
+    };
+    let [a0, a1, a2, a3] = c.args.map(|a| a & mask);
+    if got == -KVM_ENOSYS && c.want.ret() != -KVM_ENOSYS {
+        " (the handler did not run: a kernel without the series, or the VM has it off)"
+    } else if a0 == 0 && a1 != 0 && got == 0 {
+        " (a1 ignored: without a buffer the host dropped the size, as the v1 ABI did; v2 refuses it)"
+    } else if (a2 != 0 || a3 != 0) && got >= 0 {
+        " (a2/a3 ignored: the host must refuse non-zero a2 or a3)"
+    } else {
+        ""
+    }
+}
+
+/// Runs one call in `vm` (fresh canaries first) and checks result and
+/// memory.
+fn call_in(ctx: &Ctx, vm: &mut Vm, c: &CallCase) -> Result<Verdict> {
     let native = ctx.native;
     let enc = c.enc.resolve(native);
-    let mut vm = Vm::new(&ctx.kvm, &ctx.supported, &cfg)?;
     vm.fill_canaries()?;
     let before = vm.data_areas()?;
     let seen = RefCell::new(Vec::new());
@@ -272,7 +307,12 @@ fn run_call(ctx: &Ctx, c: &CallCase, cfg: VmConfig) -> Result<Verdict> {
     let got = guest_result(regs.rax, c.mode);
     let want = c.want.ret();
     if got != want {
-        problems.push(format!("{name}: got {}, want {}", describe(got), describe(want)));
+        problems.push(format!(
+            "{name}: got {}, want {}{}",
+            describe(got),
+            describe(want),
+            hint(c, got)
+        ));
     }
     if !c.mode.is_64bit() && regs.rax >> 32 != 0 {
         notes.push(format!(
@@ -447,28 +487,66 @@ fn writable_param(ctx: &Ctx) -> std::result::Result<&Switch, Verdict> {
     }
 }
 
-/// With kvm.hello_hypercall=N the call fails with -KVM_ENOSYS and writes
-/// nothing; the parameter is restored afterwards (also on failure).
-fn param_off_enosys(ctx: &Ctx) -> Result<Verdict> {
+/// The usual call, 64 bytes at BUF, and what it must do.
+const fn buffer_call(want: Want) -> CallCase {
+    long_call([BUF, 64, 0, 0], want)
+}
+
+/// A VM created while kvm.hello_hypercall=N has no handler: the call fails
+/// with -KVM_ENOSYS and writes nothing, with a buffer and without.
+fn param_off_new_vm_enosys(ctx: &Ctx) -> Result<Verdict> {
     let param = match writable_param(ctx) {
         Ok(p) => p,
         Err(v) => return Ok(v),
     };
     let _off = param.hold(false)?;
-    let buffer = run_call(
-        ctx,
-        &long_call([BUF, 64, 0, 0], Want::Nothing(-KVM_ENOSYS)),
-        VmConfig::default(),
-    )?;
+    let buffer = run_call(ctx, &buffer_call(Want::Nothing(-KVM_ENOSYS)), VmConfig::default())?;
     let none = run_call(
         ctx,
         &long_call([0, 0, 0, 0], Want::Nothing(-KVM_ENOSYS)),
         VmConfig::default(),
     )?;
     Ok(combine(vec![
-        ("kvm.hello_hypercall=N", buffer),
-        ("kvm.hello_hypercall=N", none),
+        ("VM created with kvm.hello_hypercall=N", buffer),
+        ("VM created with kvm.hello_hypercall=N", none),
     ]))
+}
+
+/// A VM, created with the switch at `created_with`, then the switch
+/// flipped: the VM must keep what it was created with (`kept`), while a VM
+/// created after the flip gets the new value (`control`, which shows the
+/// flip took effect: without it a switch that silently did nothing would
+/// pass the first half).
+fn flip_after_create(ctx: &Ctx, created_with: bool, kept: Want, control: Want) -> Result<Verdict> {
+    let param = match writable_param(ctx) {
+        Ok(p) => p,
+        Err(v) => return Ok(v),
+    };
+    let mut vm = {
+        let _at_creation = param.hold(created_with)?;
+        Vm::new(&ctx.kvm, &ctx.supported, &VmConfig::default())?
+    };
+    let _flipped = param.hold(!created_with)?;
+    let existing = call_in(ctx, &mut vm, &buffer_call(kept))?;
+    let fresh = run_call(ctx, &buffer_call(control), VmConfig::default())?;
+    let (then, now) = (yn(created_with), yn(!created_with));
+    let existing_label = format!("VM created with kvm.hello_hypercall={then}, called with {now}");
+    let fresh_label = format!("VM created with {now} (control)");
+    Ok(combine(vec![
+        (existing_label.as_str(), existing),
+        (fresh_label.as_str(), fresh),
+    ]))
+}
+
+/// kvm.hello_hypercall is read when a VM is created: turning it off does
+/// not take the hypercall away from a VM that already has it.
+fn param_off_existing_vm_keeps_abi(ctx: &Ctx) -> Result<Verdict> {
+    flip_after_create(ctx, true, Want::Wrote(GREETING), Want::Nothing(-KVM_ENOSYS))
+}
+
+/// And turning it on does not give the hypercall to a VM created without.
+fn param_on_existing_vm_stays_enosys(ctx: &Ctx) -> Result<Verdict> {
+    flip_after_create(ctx, false, Want::Nothing(-KVM_ENOSYS), Want::Wrote(GREETING))
 }
 
 /// KVM_GET_SUPPORTED_CPUID reports the bit exactly while the handler is on.
@@ -560,6 +638,116 @@ fn enforce_pv_cpuid(ctx: &Ctx) -> Result<Verdict> {
         enforce(false),
     )?;
     Ok(combine(vec![("bit 18 set", set), ("bit 18 cleared", cleared)]))
+}
+
+/// What a caller of kvm_hypercall0() may leave in RBX, RCX, RDX and RSI:
+/// whatever its code used them for. The worst case is chosen: a0 and a1
+/// make a valid 64-byte buffer in the data area, so a host that ignored
+/// a2 and a3 would write the greeting there and the case would see it.
+const STALE_REGS: [u64; 4] = [BUF, 64, 0xffff_8880_0001_2340, 0x0000_7ffc_dead_beef];
+
+/// A caller that loads only RAX, like kvm_hypercall0(), passes whatever the
+/// other registers hold; with non-zero a2 and a3 the host must refuse the
+/// call (-KVM_EINVAL), write nothing, and leave those registers alone.
+fn kvm_hypercall0_stale_regs(ctx: &Ctx) -> Result<Verdict> {
+    if let Some(why) = &ctx.handler_unavailable {
+        return Ok(Verdict::skip(why.clone()));
+    }
+    let mut vm = Vm::new(&ctx.kvm, &ctx.supported, &VmConfig::default())?;
+    vm.fill_canaries()?;
+    let before = vm.data_areas()?;
+    let seen = RefCell::new(Vec::new());
+    // The VMM enters with RBX..RSI zero: only the guest's own code puts
+    // the stale values there, as the caller's earlier code would have.
+    let entry = Entry {
+        code: guest::stale_args_call(ctx.native, abi::KVM_HC_HELLO_HYPERCALL, STALE_REGS),
+        ..Entry::call(Mode::Long64, false, ctx.native, [0; 4])
+    };
+    let stop = vm.enter_guest(&entry, &mut refuse_exits(&seen))?;
+    let name = format!(
+        "long64 cpl0 {}: RAX=13 only, stale a0..a3 {}",
+        ctx.native.name(),
+        hex(&STALE_REGS)
+    );
+    let regs = match stop {
+        Stop::Reported(regs) => regs,
+        other => {
+            return Ok(Verdict::fail(format!(
+                "{name}: {}",
+                stop_problem(&other).unwrap_or_default()
+            )))
+        }
+    };
+    let c = long_call(STALE_REGS, Want::Nothing(-KVM_EINVAL));
+    let got = regs.rax as i64;
+    let mut problems = vec![];
+    if got != -KVM_EINVAL {
+        problems.push(format!(
+            "{name}: got {}, want {}{}",
+            describe(got),
+            describe(-KVM_EINVAL),
+            hint(&c, got)
+        ));
+    }
+    if !seen.borrow().is_empty() {
+        problems.push(format!("{name}: unexpected {}", show_exits(&seen.borrow())));
+    }
+    let after = [regs.rbx, regs.rcx, regs.rdx, regs.rsi];
+    if after != STALE_REGS {
+        problems.push(format!(
+            "{name}: RBX, RCX, RDX, RSI changed to {} (KVM may write only RAX)",
+            hex(&after)
+        ));
+    }
+    problems.extend(check_writes(&diff(&before, &vm.data_areas()?), BUF, None, 0, 0));
+    let notes = if problems.is_empty() {
+        vec![format!("{name}: {}, nothing written", describe(got))]
+    } else {
+        vec![]
+    };
+    Ok(Verdict::from_problems(problems, notes))
+}
+
+/// Why a VM of type `ty` cannot be created, from KVM_CHECK_EXTENSION's
+/// answer for KVM_CAP_VM_TYPES (a bit mask of the types; 0 before 6.8).
+fn vm_type_unsupported(types: i32, ty: u32, name: &str) -> Option<String> {
+    if types <= 0 {
+        Some(format!(
+            "KVM_CHECK_EXTENSION(KVM_CAP_VM_TYPES) = {types}: this KVM has no VM types (Linux < 6.8), so no {name}"
+        ))
+    } else if types & (1 << ty) == 0 {
+        Some(format!(
+            "KVM_CAP_VM_TYPES = {types:#x} lacks {name} (bit {ty}): the host kernel needs \
+             CONFIG_KVM_SW_PROTECTED_VM=y (under CONFIG_EXPERT) and the TDP MMU"
+        ))
+    } else {
+        None
+    }
+}
+
+/// KVM cannot write the memory of a protected VM as plaintext, so such a
+/// VM never has the handler: -KVM_ENOSYS and nothing written. A default VM
+/// is the control that shows the handler is on meanwhile.
+fn sw_protected_vm_enosys(ctx: &Ctx) -> Result<Verdict> {
+    if let Some(why) = &ctx.handler_unavailable {
+        return Ok(Verdict::skip(why.clone()));
+    }
+    let ty = kvm_bindings::KVM_X86_SW_PROTECTED_VM;
+    let types = ctx.kvm.check_extension_raw(kvm_bindings::KVM_CAP_VM_TYPES.into());
+    if let Some(why) = vm_type_unsupported(types, ty, "KVM_X86_SW_PROTECTED_VM") {
+        // A skip, never a pass: nothing was checked.
+        return Ok(Verdict::skip(why));
+    }
+    let cfg = VmConfig {
+        vm_type: ty,
+        ..VmConfig::default()
+    };
+    let protected = run_call(ctx, &buffer_call(Want::Nothing(-KVM_ENOSYS)), cfg)?;
+    let control = run_call(ctx, &buffer_call(Want::Wrote(GREETING)), VmConfig::default())?;
+    Ok(combine(vec![
+        ("KVM_X86_SW_PROTECTED_VM", protected),
+        ("KVM_X86_DEFAULT_VM control", control),
+    ]))
 }
 
 const USER_ARGS: [u64; 4] = [
@@ -811,6 +999,7 @@ fn user_exit_param_off(ctx: &Ctx) -> Result<Verdict> {
         Ok(p) => p,
         Err(v) => return Ok(v),
     };
+    // The VM is created while the switch is off, so it has no handler.
     let _off = param.hold(false)?;
     let Forwarded {
         stop,
@@ -861,6 +1050,52 @@ mod tests {
                 assert_eq!(model.writes.map(|w| w.1), Some(bytes.to_vec()), "{}", case.name);
             }
         }
+    }
+
+    #[test]
+    fn wrong_answers_name_their_cause() {
+        let sized = long_call([0, 5, 0, 0], Want::Nothing(-KVM_EINVAL));
+        assert!(hint(&sized, 0).contains("a1 ignored"));
+        assert_eq!(hint(&sized, -KVM_EINVAL), "");
+        let stale = long_call(STALE_REGS, Want::Nothing(-KVM_EINVAL));
+        assert!(hint(&stale, 12).contains("a2/a3 ignored"));
+        let good = buffer_call(Want::Wrote(GREETING));
+        assert!(hint(&good, -KVM_ENOSYS).contains("did not run"));
+        assert_eq!(hint(&good, 5), "");
+        // For a 32-bit caller a size of 2^32 is no size at all.
+        let wide = CallCase {
+            mode: Mode::Protected32,
+            ..long_call([0, 1 << 32, 0, 0], Want::Nothing(0))
+        };
+        assert_eq!(hint(&wide, 0), "");
+    }
+
+    #[test]
+    fn stale_registers_are_all_non_zero() {
+        assert!(STALE_REGS.iter().all(|&r| r != 0));
+        let model = abi::expected(
+            &abi::Call {
+                args: STALE_REGS,
+                long_mode: true,
+                cpl: 0,
+            },
+            abi::Enablement::On,
+            &layout::SLOTS,
+        );
+        assert_eq!((model.ret, model.writes), (-KVM_EINVAL, None));
+    }
+
+    #[test]
+    fn vm_types_are_read_from_the_capability() {
+        let why = vm_type_unsupported(0, 1, "KVM_X86_SW_PROTECTED_VM").unwrap();
+        assert!(why.contains("no VM types"), "{why}");
+        let why = vm_type_unsupported(0b1, 1, "KVM_X86_SW_PROTECTED_VM").unwrap();
+        assert!(
+            why.contains("= 0x1 lacks") && why.contains("CONFIG_KVM_SW_PROTECTED_VM"),
+            "{why}"
+        );
+        assert_eq!(vm_type_unsupported(0b11, 1, "KVM_X86_SW_PROTECTED_VM"), None);
+        assert!(vm_type_unsupported(-1, 1, "x").is_some());
     }
 
     #[test]
