@@ -97,7 +97,9 @@ pub struct Call {
     pub errno: i32,
     /// The bytes the syscall stored, printed with Rust's escapes.
     pub data: String,
-    /// Whether the canary bytes after the requested length are untouched.
+    /// Whether the canary bytes the call may not write are untouched: those
+    /// after the bytes it stored (never past the requested length), or all
+    /// of them when it failed.
     pub canary_intact: bool,
 }
 

@@ -108,25 +108,42 @@ const SYSCALL_CHECKS: &[(&str, &str, Want)] = &[
         Want::Stored(12, "Hello World\\x00"),
     ),
     ("syscall_null_buffer", "root_null", Want::Ret(0)),
+    ("syscall_null_with_length", "root_null_len", Want::Errno(EINVAL)),
     ("syscall_short_buffer", "root_short", Want::Stored(5, "Hell\\x00")),
     ("syscall_zero_length", "root_zero_len", Want::Errno(EINVAL)),
     ("syscall_bad_pointer", "root_bad_pointer", Want::Errno(EFAULT)),
+    ("syscall_flags_reserved", "root_flags", Want::Errno(EINVAL)),
     ("syscall_unprivileged", "user_buf", Want::Errno(EPERM)),
-    ("disabled_syscall", "disabled_buf", Want::Errno(EOPNOTSUPP)),
     // The guest module: read() gives the greeting as a line of text; the
     // raw ioctl gives the host's answer unmapped.
     ("module_read", "module_read", Want::Stored(12, "Hello World\\n")),
     ("module_ioctl_raw", "module_ioctl_raw", Want::Ret(0)),
+    // After kvm.hello_hypercall was turned off: the main guest's VM was
+    // created while it was on, so every call still works.
     (
-        "disabled_module_read",
-        "disabled_module_read",
-        Want::Errno(EOPNOTSUPP),
+        "param_off_vm_keeps_abi",
+        "param_off_buf",
+        Want::Stored(12, "Hello World\\x00"),
     ),
     (
-        "disabled_module_ioctl_raw",
-        "disabled_module_ioctl_raw",
-        Want::Ret(-1000),
+        "param_off_vm_keeps_module_read",
+        "param_off_module_read",
+        Want::Stored(12, "Hello World\\n"),
     ),
+    (
+        "param_off_vm_keeps_module_ioctl_raw",
+        "param_off_module_ioctl_raw",
+        Want::Ret(0),
+    ),
+];
+
+/// The probe's calls after the parameter was turned off; each makes one
+/// hello hypercall (read() makes it for its first chunk only, and the
+/// probe reads the 12 bytes in one).
+const PARAM_OFF_CASES: &[&str] = &[
+    "param_off_buf",
+    "param_off_module_read",
+    "param_off_module_ioctl_raw",
 ];
 
 /// The stock guest's module calls: the same promises as on the patched guest.
@@ -217,7 +234,16 @@ pub fn judge(e: &Evidence) -> Vec<Check> {
     let owners = owners(&events);
     let trace = e.trace.as_deref().map(|text| trace::parse(text, &owners));
     let blind = |guest: &str, pid: Option<u32>| trace.as_ref().and_then(|t| unattributable(t, guest, pid));
-    checks.extend(trace_checks(trace.as_ref(), blind("main", owners.main), e.hc_nr));
+    let param_off_calls = calls
+        .iter()
+        .filter(|c| PARAM_OFF_CASES.contains(&c.case.as_str()))
+        .count();
+    checks.extend(trace_checks(
+        trace.as_ref(),
+        blind("main", owners.main),
+        e.hc_nr,
+        param_off_calls,
+    ));
     for (name, log) in &e.l1_tests {
         checks.extend(l1_test_checks(name, log, &events));
     }
@@ -394,12 +420,13 @@ fn syscall_check(name: &str, call: Option<&Call>, want: &Want) -> Check {
     let ok = match want {
         Want::Stored(ret, data) => c.ret == *ret && c.data == *data && c.canary_intact,
         Want::Ret(ret) => c.ret == *ret,
-        Want::Errno(errno) => c.ret == -1 && c.errno == *errno,
+        // A refused call stores nothing.
+        Want::Errno(errno) => c.ret == -1 && c.errno == *errno && c.canary_intact,
     };
     let wanted = match want {
         Want::Stored(ret, data) => format!("{ret} with \"{data}\" stored and the canaries intact"),
         Want::Ret(ret) => ret.to_string(),
-        Want::Errno(errno) => format!("-1, {}", errno_name(*errno)),
+        Want::Errno(errno) => format!("-1, {}, nothing stored", errno_name(*errno)),
     };
     if ok {
         Check::new(name, Verdict::Pass, format!("got {got}"))
@@ -407,14 +434,19 @@ fn syscall_check(name: &str, call: Option<&Call>, want: &Want) -> Check {
         Check::new(
             name,
             Verdict::Fail,
-            format!("wanted {wanted}, got {got}{}", explain(c.errno)),
+            format!("wanted {wanted}, got {got}{}", explain(name, c)),
         )
     }
 }
 
 fn describe(c: &Call) -> String {
     if c.ret == -1 {
-        return format!("-1, {}", errno_name(c.errno));
+        let canary = if c.canary_intact {
+            ""
+        } else {
+            ", yet the buffer was written"
+        };
+        return format!("-1, {}{canary}", errno_name(c.errno));
     }
     if c.ret == -1000 {
         return "-1000 (-KVM_ENOSYS: the host does not handle the hypercall)".into();
@@ -438,21 +470,41 @@ fn errno_name(errno: i32) -> String {
     }
 }
 
-/// What a surprising errno most likely means.
-fn explain(errno: i32) -> &'static str {
-    match errno {
-        ENOSYS => ": the guest kernel has no hello_hypercall syscall (unpatched guest)",
-        EOPNOTSUPP => ": the host answered -KVM_ENOSYS (an unpatched host, or the hypercall disabled)",
+/// What a surprising result of check `name` most likely means.
+fn explain(name: &str, c: &Call) -> &'static str {
+    let refused = (c.ret == -1 && c.errno == EOPNOTSUPP) || c.ret == -1000;
+    match name {
+        _ if c.ret == -1 && c.errno == ENOSYS => {
+            ": the guest kernel has no hello_hypercall syscall (unpatched guest)"
+        }
+        n if n.starts_with("param_off_vm_keeps") && refused => {
+            ": the host took the hypercall from a VM created while kvm.hello_hypercall was on (it reads the parameter at each call, as v1 did, not once per VM)"
+        }
+        _ if refused => ": the host answered -KVM_ENOSYS (an unpatched host, or a VM created with the hypercall off)",
+        "syscall_flags_reserved" if c.ret >= 0 => {
+            ": the flags argument was ignored (a guest syscall without it, as in v1)"
+        }
+        "syscall_null_with_length" if c.ret >= 0 => {
+            ": NULL with a length went through as a call without a buffer (v1); v2 refuses it"
+        }
         _ => "",
     }
 }
 
-fn trace_checks(trace: Option<&Trace>, blind: Option<String>, hc_nr: Option<u64>) -> Vec<Check> {
+/// The main guest's trace: its calls before the flip (greetings, events,
+/// exits), and after it. `param_off_calls` is how many hello hypercalls the
+/// probe reported making after kvm.hello_hypercall was turned off.
+fn trace_checks(
+    trace: Option<&Trace>,
+    blind: Option<String>,
+    hc_nr: Option<u64>,
+    param_off_calls: usize,
+) -> Vec<Check> {
     const NAMES: [&str; 4] = [
         "host_trace_greeting",
         "host_trace_kvm_hypercall",
         "host_trace_hypercall_exit",
-        "disabled_no_trace",
+        "param_off_vm_keeps_trace",
     ];
     let Some(t) = trace else {
         return NAMES
@@ -521,29 +573,44 @@ fn trace_checks(trace: Option<&Trace>, blind: Option<String>, hc_nr: Option<u64>
         )
     });
 
+    // The VM was created while the parameter was on, so each call after
+    // the flip must still reach the handler: one kvm_hypercall event and
+    // one greeting per call, no more, no fewer.
+    let n = param_off_calls;
     checks.push(match disabled {
         None => Check::new(
             NAMES[3],
             Verdict::Fail,
             "the agent's phase marker is missing from the trace",
         ),
-        Some(p) if p.hello > 0 => Check::new(
+        Some(_) if n == 0 => Check::new(
+            NAMES[3],
+            Verdict::Fail,
+            "NO RESULT: the probe reported no call after kvm.hello_hypercall was turned off",
+        ),
+        Some(p) if p.hello == n && ours(p) == n => Check::new(
+            NAMES[3],
+            Verdict::Pass,
+            format!(
+                "after kvm.hello_hypercall was turned off, {n} calls from the main guest (its VM created with it on): {n} kvm_hypercall events, {n} \"Hello World\" lines"
+            ),
+        ),
+        Some(p) if p.hello == 0 && ours(p) > 0 => Check::new(
             NAMES[3],
             Verdict::Fail,
             format!(
-                "{} \"Hello World\" lines after the hypercall was disabled",
-                p.hello
+                "{} hello hypercalls after kvm.hello_hypercall was turned off, no \"Hello World\" line: the host took the hypercall from a VM created while it was on{lost}",
+                ours(p)
             ),
-        ),
-        Some(p) if ours(p) == 0 => Check::new(
-            NAMES[3],
-            Verdict::Fail,
-            "no hello hypercall reached the host after it was disabled",
         ),
         Some(p) => Check::new(
             NAMES[3],
-            Verdict::Pass,
-            format!("{} hypercall(s) while disabled, no \"Hello World\" line", ours(p)),
+            Verdict::Fail,
+            format!(
+                "{} \"Hello World\" lines and {} kvm_hypercall events for the {n} calls the main guest made after kvm.hello_hypercall was turned off; wanted exactly {n} of each{lost}",
+                p.hello,
+                ours(p)
+            ),
         ),
     });
     checks
@@ -839,6 +906,40 @@ mod tests {
     }
 
     #[test]
+    fn captured_v1_run_fails_on_the_v2_promises_only() {
+        // A real run on the v1 series: everything it shares with v2 passes,
+        // and the changed promises fail.
+        let mut e = evidence(
+            &fixture("report-v1-pass.log"),
+            Some(&fixture("trace-v1-pass.txt")),
+        );
+        e.stock = Stock::Ran {
+            release: "6.12.117+deb12-cloud-amd64".into(),
+            console: String::new(),
+            module_warnings: vec![],
+        };
+        let checks = judge(&e);
+        let mut failed: Vec<&str> = checks
+            .iter()
+            .filter(|c| c.verdict == Verdict::Fail)
+            .map(|c| c.name.as_str())
+            .collect();
+        failed.sort();
+        assert_eq!(
+            failed,
+            [
+                "param_off_vm_keeps_abi",
+                "param_off_vm_keeps_module_ioctl_raw",
+                "param_off_vm_keeps_module_read",
+                "param_off_vm_keeps_trace",
+                "syscall_flags_reserved",
+                "syscall_null_with_length",
+            ],
+            "{checks:#?}"
+        );
+    }
+
+    #[test]
     fn trace_lines_of_a_guest_without_a_pid_are_no_result() {
         // The agent's report without the pids: nothing can be given to the
         // guests, and that is the harness's failure, not a missing greeting.
@@ -871,7 +972,11 @@ mod tests {
             module_warnings: vec![],
         };
         let checks = judge(&e);
-        for name in ["host_trace_greeting", "disabled_no_trace", "stock_trace_greeting"] {
+        for name in [
+            "host_trace_greeting",
+            "param_off_vm_keeps_trace",
+            "stock_trace_greeting",
+        ] {
             let c = checks.iter().find(|c| c.name == name).unwrap();
             assert_eq!(c.verdict, Verdict::Fail, "{name}");
             assert!(c.detail.contains("did not report the"), "{}", c.detail);
@@ -932,6 +1037,124 @@ mod tests {
         let checks = judge(&e);
         let l2 = checks.iter().find(|c| c.name == "l2_run").unwrap();
         assert!(l2.detail.starts_with("CRASH: L2 panicked"), "{}", l2.detail);
+    }
+
+    fn call(case: &str, ret: i64, errno: i32, data: &str) -> Call {
+        Call {
+            case: case.into(),
+            ret,
+            errno,
+            data: data.into(),
+            canary_intact: true,
+        }
+    }
+
+    #[test]
+    fn refused_calls_must_store_nothing() {
+        let want = Want::Errno(EINVAL);
+        let ok = call("root_flags", -1, EINVAL, "");
+        assert_eq!(
+            syscall_check("syscall_flags_reserved", Some(&ok), &want).verdict,
+            Verdict::Pass
+        );
+        let written = Call {
+            canary_intact: false,
+            ..ok.clone()
+        };
+        let c = syscall_check("syscall_flags_reserved", Some(&written), &want);
+        assert_eq!(c.verdict, Verdict::Fail);
+        assert!(c.detail.contains("yet the buffer was written"), "{}", c.detail);
+    }
+
+    #[test]
+    fn v1_answers_are_explained() {
+        let greeting = Want::Stored(12, "Hello World\\x00");
+        let flags = syscall_check(
+            "syscall_flags_reserved",
+            Some(&call("root_flags", 12, 0, "Hello World\\x00")),
+            &Want::Errno(EINVAL),
+        );
+        assert!(
+            flags.detail.contains("flags argument was ignored"),
+            "{}",
+            flags.detail
+        );
+        let null = syscall_check(
+            "syscall_null_with_length",
+            Some(&call("root_null_len", 0, 0, "")),
+            &Want::Errno(EINVAL),
+        );
+        assert!(null.detail.contains("NULL with a length"), "{}", null.detail);
+        let off = syscall_check(
+            "param_off_vm_keeps_abi",
+            Some(&call("param_off_buf", -1, EOPNOTSUPP, "")),
+            &greeting,
+        );
+        assert_eq!(off.verdict, Verdict::Fail);
+        assert!(
+            off.detail.contains("took the hypercall from a VM created while"),
+            "{}",
+            off.detail
+        );
+        let raw = syscall_check(
+            "param_off_vm_keeps_module_ioctl_raw",
+            Some(&call("param_off_module_ioctl_raw", -1000, 0, "")),
+            &Want::Ret(0),
+        );
+        assert!(raw.detail.contains("once per VM"), "{}", raw.detail);
+    }
+
+    fn main_trace(after_flip: &str) -> Trace {
+        let text = format!(
+            " q-71 (     70) [000] ..... 1.1: kvm_hypercall: nr 0xd a0 0x1000 a1 0xc a2 0x0 a3 0x0
+ q-71 (     70) [000] ..... 1.2: __kvm_emulate_hypercall: Hello World
+ agent-1 (      1) [000] ..... 2.0: tracing_mark_write: hello-hypercall: phase disabled
+{after_flip}"
+        );
+        let owners = trace::Owners {
+            main: Some(70),
+            others: vec![],
+        };
+        trace::parse(&text, &owners)
+    }
+
+    const CALL: &str =
+        " q-71 (     70) [000] ..... 3.0: kvm_hypercall: nr 0xd a0 0x1000 a1 0xc a2 0x0 a3 0x0\n";
+    const HELLO: &str = " q-71 (     70) [000] ..... 3.1: __kvm_emulate_hypercall: Hello World\n";
+
+    fn param_off_trace(after_flip: &str, calls: usize) -> Check {
+        let t = main_trace(after_flip);
+        trace_checks(Some(&t), None, Some(13), calls).pop().unwrap()
+    }
+
+    #[test]
+    fn the_main_vm_keeps_its_trace_after_the_flip() {
+        let two = [CALL, HELLO, CALL, HELLO].concat();
+        let c = param_off_trace(&two, 2);
+        assert_eq!(c.name, "param_off_vm_keeps_trace");
+        assert_eq!(c.verdict, Verdict::Pass, "{}", c.detail);
+        assert!(c
+            .detail
+            .contains("2 kvm_hypercall events, 2 \"Hello World\" lines"));
+        // v1: the calls reached the host, which refused them.
+        let v1 = param_off_trace(&[CALL, CALL].concat(), 2);
+        assert_eq!(v1.verdict, Verdict::Fail);
+        assert!(v1.detail.contains("took the hypercall"), "{}", v1.detail);
+        // One greeting too many, or a call that never reached the host.
+        assert_eq!(
+            param_off_trace(&[two.as_str(), HELLO].concat(), 2).verdict,
+            Verdict::Fail
+        );
+        assert_eq!(param_off_trace(&two, 3).verdict, Verdict::Fail);
+        // No calls reported: nothing proven.
+        let none = param_off_trace("", 0);
+        assert!(none.detail.starts_with("NO RESULT"), "{}", none.detail);
+        // No marker: the flip cannot be placed.
+        let t = main_trace("");
+        let mut t2 = t;
+        t2.phases.retain(|(n, _)| n != "disabled");
+        let c = trace_checks(Some(&t2), None, Some(13), 2).pop().unwrap();
+        assert!(c.detail.contains("marker is missing"), "{}", c.detail);
     }
 
     #[test]
