@@ -82,10 +82,9 @@ fn run_stock(port: &mut port::ReportPort) -> Result<()> {
         kernel: proto::guest::kernel_release(),
     });
     let boot_log = kmsg::last_seq();
-    // The stock guest boots beside the main one, which turns the hypercall
-    // off for a while: ask for it on; it then stays on until this guest
-    // ends.
-    port.ask("enable")?;
+    // The main guest beside this one turns kvm.hello_hypercall off for a
+    // while; this guest's VM was created while it was on (the agent sees
+    // to that) and keeps the hypercall, so there is nothing to ask for.
     if load_module(port, "stock_module_load") {
         port.send(&Event::Call(module::read("stock_module_read")));
         port.send(&Event::Call(module::ioctl_raw("stock_module_ioctl_raw")));
