@@ -244,15 +244,15 @@ impl Target {
 /// The VMs the fuzz calls in, each labelled with the enablement the model
 /// must assume for it. With a switch it may set, the fuzz creates one VM
 /// with the parameter on and one with it off; otherwise every VM has what
-/// the host has, and one label says which.
-fn targets(ctx: &Ctx, can_toggle: bool) -> Result<Vec<Target>> {
+/// the host has, and one label says which. The notes say what was left out.
+fn targets(ctx: &Ctx, can_toggle: bool) -> Result<(Vec<Target>, Vec<String>)> {
     let fixed_off = !can_toggle && ctx.param.as_ref().is_some_and(|p| !p.get());
     let on = can_toggle.then_some(true);
     let mut targets = vec![];
     if fixed_off {
         // Whatever else a VM has, created now it has no handler.
         targets.push(Target::new(ctx, Enablement::ParamOff, VmConfig::default(), None)?);
-        return Ok(targets);
+        return Ok((targets, vec![]));
     }
     targets.push(Target::new(ctx, Enablement::On, VmConfig::default(), on)?);
     if can_toggle {
@@ -270,14 +270,24 @@ fn targets(ctx: &Ctx, can_toggle: bool) -> Result<Vec<Target>> {
     targets.push(Target::new(ctx, Enablement::CpuidCleared, cleared, on)?);
     let protected = kvm_bindings::KVM_X86_SW_PROTECTED_VM;
     let types = ctx.kvm.check_extension_raw(kvm_bindings::KVM_CAP_VM_TYPES.into());
+    let mut notes = vec![];
     if types > 0 && types & (1 << protected) != 0 {
         let cfg = VmConfig {
             vm_type: protected,
             ..VmConfig::default()
         };
-        targets.push(Target::new(ctx, Enablement::ProtectedVm, cfg, on)?);
+        // The case sw_protected_vm_enosys fails on this; the fuzz goes on
+        // with the other VMs.
+        match Target::new(ctx, Enablement::ProtectedVm, cfg, on) {
+            Ok(t) => targets.push(t),
+            Err(e) => notes.push(format!("no KVM_X86_SW_PROTECTED_VM VM: {e:#}")),
+        }
+    } else {
+        notes.push(format!(
+            "KVM_CAP_VM_TYPES = {types:#x}: no KVM_X86_SW_PROTECTED_VM VM to call into"
+        ));
     }
-    Ok(targets)
+    Ok((targets, notes))
 }
 
 #[derive(Default)]
@@ -326,7 +336,10 @@ fn fuzz(kvm: kvm_ioctls::Kvm, opts: &Options) -> Result<i32> {
     }
     let can_toggle = ctx.param.as_ref().is_some_and(|p| p.writable());
     let mut kmsg = Kmsg::open_at_end();
-    let mut targets = targets(&ctx, can_toggle)?;
+    let (mut targets, left_out) = targets(&ctx, can_toggle)?;
+    for n in &left_out {
+        out.diag(n);
+    }
     let vms: Vec<Enablement> = targets.iter().map(|t| t.enablement).collect();
     out.diag(&format!(
         "seed {seed} ({seed:#x}), {} iterations; VMs {vms:?}; kvm.hello_hypercall {}",
