@@ -60,6 +60,20 @@ pub enum Stock {
     },
 }
 
+/// How the series' syscall kselftest got (or did not get) into the main
+/// L2 guest.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Kselftest {
+    /// Not built, and why: an --unpatched run has no series.
+    NotBuilt(String),
+    /// The patched tree lacks the file (the path), which the series adds.
+    Missing(String),
+    /// It did not compile: what failed and the log's last lines.
+    BuildFailed(String),
+    /// Built (with these -Wall warnings) and packed into the initramfs.
+    Built { warnings: Vec<String> },
+}
+
 /// Everything a finished boot left behind.
 pub struct Evidence {
     /// L1's QEMU exit code, `None` when it was killed.
@@ -82,6 +96,8 @@ pub struct Evidence {
     pub stock: Stock,
     /// The test programs the agent was asked to run in L1, with their output.
     pub l1_tests: Vec<(String, String)>,
+    /// The series' syscall kselftest, run by the probe in the main guest.
+    pub kselftest: Kselftest,
 }
 
 const EPERM: i32 = 1;
@@ -244,6 +260,7 @@ pub fn judge(e: &Evidence) -> Vec<Check> {
         e.hc_nr,
         param_off_calls,
     ));
+    checks.extend(kselftest_checks(&e.kselftest, &events, trace.as_ref()));
     for (name, log) in &e.l1_tests {
         checks.extend(l1_test_checks(name, log, &events));
     }
@@ -677,6 +694,140 @@ fn l1_test_checks(prog: &str, log: &str, events: &[Event]) -> Vec<Check> {
     checks
 }
 
+/// The series' syscall kselftest in the main guest: a check per KTAP case,
+/// and one for the program. It runs on KVM there, so it must pass: exit 4
+/// (kselftest's SKIP, "not on KVM") is a failure, and so are exit 0 with
+/// no KTAP, a crash, a hang, and a plan of cases that all skipped.
+fn kselftest_checks(k: &Kselftest, events: &[Event], trace: Option<&Trace>) -> Vec<Check> {
+    const NAME: &str = "syscall_kselftest";
+    let fail = |why: String| vec![Check::new(NAME, Verdict::Fail, why)];
+    let warnings = match k {
+        Kselftest::NotBuilt(why) => return fail(format!("not built: {why}")),
+        Kselftest::Missing(path) => {
+            return fail(format!("the patched tree has no {path}: the series must add it"))
+        }
+        Kselftest::BuildFailed(why) => return fail(format!("did not build: {why}")),
+        Kselftest::Built { warnings } => warnings,
+    };
+    let ran = events.iter().find_map(|ev| match ev {
+        Event::L2Test {
+            name,
+            status,
+            signal,
+            timed_out,
+            seconds,
+            output,
+            truncated,
+        } if name == proto::KSELFTEST_FILE => {
+            Some((*status, *signal, *timed_out, *seconds, output, *truncated))
+        }
+        _ => None,
+    });
+    let Some((status, signal, timed_out, secs, output, truncated)) = ran else {
+        return fail("NO RESULT: the probe did not report running it".into());
+    };
+    let see = format!("see l2test-{}.log", proto::KSELFTEST_FILE);
+    let ktap = ktap::parse(output);
+    let mut checks: Vec<Check> = ktap
+        .cases
+        .iter()
+        .map(|c| {
+            let name = format!("{NAME}: {}", c.name);
+            match &c.status {
+                ktap::Status::Pass => Check::case(&name, Verdict::Pass, "ok"),
+                ktap::Status::Skip(why) => Check::case(&name, Verdict::Skip, format!("SKIP: {why}")),
+                ktap::Status::Fail => Check::case(&name, Verdict::Fail, format!("not ok; {see}")),
+            }
+        })
+        .collect();
+    let last = output
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("no output")
+        .trim();
+    let passed = ktap
+        .cases
+        .iter()
+        .filter(|c| c.status == ktap::Status::Pass)
+        .count();
+    let failed = ktap
+        .cases
+        .iter()
+        .filter(|c| c.status == ktap::Status::Fail)
+        .count();
+    let skipped = ktap.cases.len() - passed - failed;
+    let cut = if truncated {
+        " (its output was cut short in the report)"
+    } else {
+        ""
+    };
+    let (verdict, detail) = if timed_out {
+        (
+            Verdict::Fail,
+            format!("TIMEOUT: killed at its deadline ({secs:.0}s); last line: {last}"),
+        )
+    } else if let Some(sig) = signal {
+        (
+            Verdict::Fail,
+            format!("CRASH: killed by signal {sig}; last line: {last}"),
+        )
+    } else if status == Some(4) {
+        (
+            Verdict::Fail,
+            format!("exit 4 (KSFT_SKIP) in the main guest, which runs on KVM: {last}"),
+        )
+    } else if status != Some(0) {
+        (
+            Verdict::Fail,
+            format!("exit {status:?} after {secs:.1}s: {last}; {see}"),
+        )
+    } else if ktap.plan.is_none() && ktap.cases.is_empty() {
+        (
+            Verdict::Fail,
+            format!("NO RESULT: exit 0 without KTAP output{cut}; last line: {last}"),
+        )
+    } else if let Some(why) = &ktap.bailed {
+        (Verdict::Fail, format!("exit 0, yet it bailed out: {why}"))
+    } else if ktap.missing() > 0 {
+        (
+            Verdict::Fail,
+            format!(
+                "CRASH: {} of {} planned cases never reported{cut}",
+                ktap.missing(),
+                ktap.plan.unwrap_or(0)
+            ),
+        )
+    } else if failed > 0 {
+        (
+            Verdict::Fail,
+            format!("exit 0, yet {failed} case(s) not ok; {see}"),
+        )
+    } else if passed == 0 {
+        (
+            Verdict::Fail,
+            format!("no case passed ({skipped} skipped): nothing was checked; {see}"),
+        )
+    } else if !warnings.is_empty() {
+        (
+            Verdict::Fail,
+            format!("passed, but built with -Wall warnings: {}", warnings.join(" | ")),
+        )
+    } else {
+        let greetings = trace
+            .and_then(|t| t.phase("kselftest"))
+            .map_or(String::new(), |p| {
+                format!(", {} \"Hello World\" lines in the host's trace", p.hello)
+            });
+        (
+            Verdict::Pass,
+            format!("exit 0 after {secs:.1}s: {passed} passed, {skipped} skipped{greetings}"),
+        )
+    };
+    checks.push(Check::new(NAME, verdict, detail));
+    checks
+}
+
 /// Every syscall or device call the probes reported.
 fn calls(events: &[Event]) -> Vec<&Call> {
     events
@@ -835,6 +986,7 @@ mod tests {
             module_warnings: vec![],
             stock: Stock::Skipped("not in this test".into()),
             l1_tests: vec![],
+            kselftest: Kselftest::Built { warnings: vec![] },
         }
     }
 
@@ -900,24 +1052,40 @@ mod tests {
         };
         let checks = judge(&e);
         assert_eq!(overall(&checks), Verdict::Pass, "{checks:#?}");
-        assert!(checks
-            .iter()
-            .any(|c| c.name == "stock_trace_greeting" && c.verdict == Verdict::Pass));
+        for name in [
+            "stock_trace_greeting",
+            "param_off_vm_keeps_abi",
+            "param_off_vm_keeps_trace",
+            "syscall_flags_reserved",
+            "syscall_null_with_length",
+            "syscall_kselftest",
+            "syscall_kselftest: greeting",
+        ] {
+            assert_eq!(verdict_of(&checks, name), Verdict::Pass, "{name}");
+        }
+        // The kselftest's own calls are a phase of their own: the probe's
+        // counts before the flip are exact without them.
+        let greeting = checks.iter().find(|c| c.name == "host_trace_greeting").unwrap();
+        assert!(
+            greeting.detail.starts_with("6 \"Hello World\" lines"),
+            "{}",
+            greeting.detail
+        );
     }
 
     #[test]
     fn captured_v1_run_fails_on_the_v2_promises_only() {
-        // A real run on the v1 series: everything it shares with v2 passes,
-        // and the changed promises fail.
-        let mut e = evidence(
-            &fixture("report-v1-pass.log"),
-            Some(&fixture("trace-v1-pass.txt")),
-        );
+        // A real run of this probe and agent on the v1 series: everything
+        // v1 shares with v2 passes, and each changed promise fails, saying
+        // why. The stock guest's ioctl fell into a moment when the
+        // parameter was off, which a v1 host applies to running VMs too.
+        let mut e = evidence(&fixture("report-v1.log"), Some(&fixture("trace-v1.txt")));
         e.stock = Stock::Ran {
             release: "6.12.117+deb12-cloud-amd64".into(),
             console: String::new(),
             module_warnings: vec![],
         };
+        e.kselftest = Kselftest::Missing(crate::kselftest::SOURCE.into());
         let checks = judge(&e);
         let mut failed: Vec<&str> = checks
             .iter()
@@ -932,11 +1100,20 @@ mod tests {
                 "param_off_vm_keeps_module_ioctl_raw",
                 "param_off_vm_keeps_module_read",
                 "param_off_vm_keeps_trace",
+                "stock_module_ioctl_raw",
+                "stock_trace_greeting",
                 "syscall_flags_reserved",
+                "syscall_kselftest",
                 "syscall_null_with_length",
             ],
             "{checks:#?}"
         );
+        let detail = |name: &str| checks.iter().find(|c| c.name == name).unwrap().detail.as_str();
+        assert!(detail("syscall_flags_reserved").contains("flags argument was ignored"));
+        assert!(detail("syscall_null_with_length").contains("NULL with a length"));
+        assert!(detail("param_off_vm_keeps_abi").contains("once per VM"));
+        assert!(detail("param_off_vm_keeps_trace").starts_with("3 hello hypercalls after"));
+        assert!(detail("syscall_kselftest").contains("has no tools/testing/selftests/x86/hello_hypercall.c"));
     }
 
     #[test]
@@ -1155,6 +1332,109 @@ mod tests {
         t2.phases.retain(|(n, _)| n != "disabled");
         let c = trace_checks(Some(&t2), None, Some(13), 2).pop().unwrap();
         assert!(c.detail.contains("marker is missing"), "{}", c.detail);
+    }
+
+    fn ran(status: Option<i32>, signal: Option<i32>, timed_out: bool, output: &str) -> Vec<Event> {
+        vec![Event::L2Test {
+            name: proto::KSELFTEST_FILE.into(),
+            status,
+            signal,
+            timed_out,
+            seconds: 0.5,
+            output: output.into(),
+            truncated: false,
+        }]
+    }
+
+    fn kselftest_verdict(k: &Kselftest, events: &[Event]) -> (Verdict, String) {
+        let checks = kselftest_checks(k, events, None);
+        let c = checks.last().unwrap();
+        assert_eq!(c.name, "syscall_kselftest");
+        (c.verdict, c.detail.clone())
+    }
+
+    #[test]
+    fn the_kselftest_passes_only_on_ktap_evidence() {
+        let built = Kselftest::Built { warnings: vec![] };
+        let good = "TAP version 13\n1..2\nok 1 greeting\nok 2 # SKIP no nobody user\n# Totals: pass:1 fail:0 xfail:0 xpass:0 skip:1 error:0\n";
+        let checks = kselftest_checks(&built, &ran(Some(0), None, false, good), None);
+        let got: Vec<(&str, Verdict)> = checks.iter().map(|c| (c.name.as_str(), c.verdict)).collect();
+        assert_eq!(
+            got,
+            [
+                ("syscall_kselftest: greeting", Verdict::Pass),
+                ("syscall_kselftest: no nobody user", Verdict::Skip),
+                ("syscall_kselftest", Verdict::Pass),
+            ]
+        );
+        let cases = [
+            (
+                ran(Some(0), None, false, "hello\n"),
+                "NO RESULT: exit 0 without KTAP",
+            ),
+            (ran(Some(0), None, false, ""), "NO RESULT: exit 0 without KTAP"),
+            (
+                ran(None, Some(11), false, "1..2\nok 1 a\n"),
+                "CRASH: killed by signal 11",
+            ),
+            (
+                ran(Some(0), None, false, "1..3\nok 1 a\n"),
+                "CRASH: 2 of 3 planned",
+            ),
+            (ran(None, Some(9), true, "1..3\n"), "TIMEOUT"),
+            (
+                ran(Some(4), None, false, "1..0 # SKIP not on KVM\n"),
+                "exit 4 (KSFT_SKIP)",
+            ),
+            (ran(Some(1), None, false, "1..1\nnot ok 1 a\n"), "exit Some(1)"),
+            (
+                ran(Some(0), None, false, "1..1\nnot ok 1 a\n"),
+                "1 case(s) not ok",
+            ),
+            (
+                ran(Some(0), None, false, "1..1\nok 1 # SKIP a\n"),
+                "no case passed",
+            ),
+            (
+                ran(Some(0), None, false, "1..1\nBail out! no syscall\n"),
+                "bailed out",
+            ),
+            (vec![], "NO RESULT: the probe did not report"),
+        ];
+        for (events, want) in cases {
+            let (v, detail) = kselftest_verdict(&built, &events);
+            assert_eq!(v, Verdict::Fail, "{want}: {detail}");
+            assert!(detail.contains(want), "want {want:?} in {detail:?}");
+        }
+        let warned = Kselftest::Built {
+            warnings: vec!["x.c:1: warning: unused".into()],
+        };
+        let (v, detail) = kselftest_verdict(&warned, &ran(Some(0), None, false, good));
+        assert!(
+            v == Verdict::Fail && detail.contains("-Wall warnings"),
+            "{detail}"
+        );
+    }
+
+    #[test]
+    fn a_kselftest_that_is_not_there_fails_by_name() {
+        let missing = Kselftest::Missing("tools/testing/selftests/x86/hello_hypercall.c".into());
+        let (v, detail) = kselftest_verdict(&missing, &[]);
+        assert_eq!(v, Verdict::Fail);
+        assert!(
+            detail.contains("no tools/testing/selftests/x86/hello_hypercall.c"),
+            "{detail}"
+        );
+        let (v, detail) = kselftest_verdict(&Kselftest::NotBuilt("--unpatched".into()), &[]);
+        assert!(
+            v == Verdict::Fail && detail.starts_with("not built: --unpatched"),
+            "{detail}"
+        );
+        let (v, detail) = kselftest_verdict(&Kselftest::BuildFailed("gcc failed".into()), &[]);
+        assert!(
+            v == Verdict::Fail && detail.contains("did not build: gcc failed"),
+            "{detail}"
+        );
     }
 
     #[test]
