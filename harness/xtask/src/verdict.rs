@@ -240,11 +240,13 @@ pub fn judge(e: &Evidence) -> Vec<Check> {
     checks.push(l2_check(&events, "l2_run", "main", "probe", &e.l2_console));
 
     let calls = calls(&events);
+    let host = host_has_param(&events);
     for (name, case, want) in SYSCALL_CHECKS {
         checks.push(syscall_check(
             name,
             calls.iter().find(|c| c.case == *case).copied(),
             want,
+            host,
         ));
     }
     let owners = owners(&events);
@@ -425,7 +427,15 @@ fn l2_check(events: &[Event], check: &str, guest: &str, who: &str, console: &str
     }
 }
 
-fn syscall_check(name: &str, call: Option<&Call>, want: &Want) -> Check {
+/// Whether L1 has kvm.hello_hypercall, as the agent reported: a host
+/// without it has no hypercall, whatever the phase.
+fn host_has_param(events: &[Event]) -> bool {
+    fact_value(events, "hello_hypercall_param").is_some_and(|v| v != "absent")
+}
+
+/// One call against what the ABI promises; `host` says whether L1 has the
+/// parameter, which decides what a refusal most likely means.
+fn syscall_check(name: &str, call: Option<&Call>, want: &Want, host: bool) -> Check {
     let Some(c) = call else {
         return Check::new(
             name,
@@ -451,7 +461,7 @@ fn syscall_check(name: &str, call: Option<&Call>, want: &Want) -> Check {
         Check::new(
             name,
             Verdict::Fail,
-            format!("wanted {wanted}, got {got}{}", explain(name, c)),
+            format!("wanted {wanted}, got {got}{}", explain(name, c, host)),
         )
     }
 }
@@ -487,14 +497,15 @@ fn errno_name(errno: i32) -> String {
     }
 }
 
-/// What a surprising result of check `name` most likely means.
-fn explain(name: &str, c: &Call) -> &'static str {
+/// What a surprising result of check `name` most likely means, on a host
+/// with (`host`) or without the parameter.
+fn explain(name: &str, c: &Call, host: bool) -> &'static str {
     let refused = (c.ret == -1 && c.errno == EOPNOTSUPP) || c.ret == -1000;
     match name {
         _ if c.ret == -1 && c.errno == ENOSYS => {
             ": the guest kernel has no hello_hypercall syscall (unpatched guest)"
         }
-        n if n.starts_with("param_off_vm_keeps") && refused => {
+        n if n.starts_with("param_off_vm_keeps") && refused && host => {
             ": the host took the hypercall from a VM created while kvm.hello_hypercall was on (it reads the parameter at each call, as v1 did, not once per VM)"
         }
         _ if refused => ": the host answered -KVM_ENOSYS (an unpatched host, or a VM created with the hypercall off)",
@@ -868,11 +879,13 @@ fn stock_checks(
         l2_check(events, "stock_l2_run", "stock", "probe-stock", console),
         module_check(events, "stock_module", "stock_module_load", warnings),
     ];
+    let host = host_has_param(events);
     for (name, case, want) in STOCK_CHECKS {
         checks.push(syscall_check(
             name,
             calls.iter().find(|c| c.case == *case).copied(),
             want,
+            host,
         ));
     }
     let phase = trace.and_then(|t| t.phase("stock"));
@@ -1183,6 +1196,7 @@ mod tests {
             Some(&fixture("trace-unpatched.txt")),
         );
         e.hc_nr = None;
+        e.kselftest = Kselftest::NotBuilt("--unpatched".into());
         let checks = judge(&e);
         assert_eq!(overall(&checks), Verdict::Fail);
         for name in [
@@ -1190,11 +1204,18 @@ mod tests {
             "syscall_greeting",
             "host_trace_greeting",
             "host_trace_kvm_hypercall",
+            "param_off_vm_keeps_module_read",
+            "param_off_vm_keeps_trace",
+            "syscall_kselftest",
         ] {
             assert_eq!(verdict_of(&checks, name), Verdict::Fail, "{name}");
         }
-        let greeting = checks.iter().find(|c| c.name == "syscall_greeting").unwrap();
-        assert!(greeting.detail.contains("ENOSYS"), "{}", greeting.detail);
+        let detail = |name: &str| checks.iter().find(|c| c.name == name).unwrap().detail.as_str();
+        assert!(detail("syscall_greeting").contains("ENOSYS"));
+        // Without the series the host never had the hypercall: no talk of
+        // a VM losing it.
+        assert!(detail("param_off_vm_keeps_module_read").contains("an unpatched host"));
+        assert!(detail("syscall_kselftest").starts_with("not built"));
     }
 
     #[test]
@@ -1231,14 +1252,14 @@ mod tests {
         let want = Want::Errno(EINVAL);
         let ok = call("root_flags", -1, EINVAL, "");
         assert_eq!(
-            syscall_check("syscall_flags_reserved", Some(&ok), &want).verdict,
+            syscall_check("syscall_flags_reserved", Some(&ok), &want, true).verdict,
             Verdict::Pass
         );
         let written = Call {
             canary_intact: false,
             ..ok.clone()
         };
-        let c = syscall_check("syscall_flags_reserved", Some(&written), &want);
+        let c = syscall_check("syscall_flags_reserved", Some(&written), &want, true);
         assert_eq!(c.verdict, Verdict::Fail);
         assert!(c.detail.contains("yet the buffer was written"), "{}", c.detail);
     }
@@ -1250,6 +1271,7 @@ mod tests {
             "syscall_flags_reserved",
             Some(&call("root_flags", 12, 0, "Hello World\\x00")),
             &Want::Errno(EINVAL),
+            true,
         );
         assert!(
             flags.detail.contains("flags argument was ignored"),
@@ -1260,12 +1282,14 @@ mod tests {
             "syscall_null_with_length",
             Some(&call("root_null_len", 0, 0, "")),
             &Want::Errno(EINVAL),
+            true,
         );
         assert!(null.detail.contains("NULL with a length"), "{}", null.detail);
         let off = syscall_check(
             "param_off_vm_keeps_abi",
             Some(&call("param_off_buf", -1, EOPNOTSUPP, "")),
             &greeting,
+            true,
         );
         assert_eq!(off.verdict, Verdict::Fail);
         assert!(
@@ -1277,8 +1301,21 @@ mod tests {
             "param_off_vm_keeps_module_ioctl_raw",
             Some(&call("param_off_module_ioctl_raw", -1000, 0, "")),
             &Want::Ret(0),
+            true,
         );
         assert!(raw.detail.contains("once per VM"), "{}", raw.detail);
+        // A host without the series never had the hypercall to take away.
+        let unpatched = syscall_check(
+            "param_off_vm_keeps_module_ioctl_raw",
+            Some(&call("param_off_module_ioctl_raw", -1000, 0, "")),
+            &Want::Ret(0),
+            false,
+        );
+        assert!(
+            unpatched.detail.contains("an unpatched host"),
+            "{}",
+            unpatched.detail
+        );
     }
 
     fn main_trace(after_flip: &str) -> Trace {
