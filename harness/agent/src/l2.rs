@@ -13,16 +13,23 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use proto::{AgentConfig, Event, Guest};
 
+use crate::param::{self, Creating};
 use crate::report::Report;
+
+/// How often L2's QEMU is checked for its VM until it has one.
+const VM_POLL: Duration = Duration::from_millis(10);
 
 /// Runs L2 to its end or deadline, relays every report line, and answers
 /// the probe's requests with `on_ask`, which gets L2's deadline. Returns
-/// how L2's QEMU ended.
+/// how L2's QEMU ended. `creating` is released once QEMU has created its
+/// VM (or its guest reports, or it ends), and the value kvm.hello_hypercall
+/// had then becomes the fact `l2_<guest>_vm_created`.
 pub fn run(
     cfg: &AgentConfig,
     guest: &Guest,
     out: &Path,
     report: &Report,
+    creating: Creating<'_>,
     mut on_ask: impl FnMut(&str, Instant) -> Result<()>,
 ) -> Result<Event> {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
@@ -54,14 +61,35 @@ pub fn run(
     let deadline = started + Duration::from_secs(cfg.l2_timeout_secs);
     let mut timed_out = false;
     let (mut init_seconds, mut done_seconds) = (None, None);
+    let mut creating = Some(creating);
+    let vm_created = |creating: &mut Option<Creating<'_>>, how: &str| {
+        if creating.take().is_some() {
+            report.send(&Event::Fact {
+                name: format!("l2_{}_vm_created", guest.name),
+                value: format!(
+                    "{how} after {:.2}s, with kvm.hello_hypercall {}",
+                    started.elapsed().as_secs_f64(),
+                    param::describe(param::read())
+                ),
+            });
+        }
+    };
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        match lines.recv_timeout(left) {
+        // Until the VM exists, wake up often to look for it.
+        let wait = if creating.is_some() {
+            left.min(VM_POLL)
+        } else {
+            left
+        };
+        match lines.recv_timeout(wait) {
             Ok(line) => {
                 let _ = writeln!(log, "{line}");
                 let Some(event) = Event::from_line(&line) else {
                     continue;
                 };
+                // A guest that reports runs, so its VM exists.
+                vm_created(&mut creating, "seen when the guest first reported");
                 report.send(&event);
                 match &event {
                     Event::Hello { .. } => init_seconds = Some(started.elapsed().as_secs_f64()),
@@ -77,12 +105,19 @@ pub fn run(
                 }
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
+                if has_vm(pid) {
+                    vm_created(&mut creating, "created");
+                }
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 timed_out = true;
                 break;
             }
         }
     }
+    // A QEMU that ended without a VM holds nobody up any longer.
+    drop(creating);
     let status = finish(&mut child, deadline, timed_out)?;
     Ok(Event::L2Exit {
         guest: guest.name.clone(),
@@ -93,6 +128,20 @@ pub fn run(
         done_seconds,
         pid: Some(pid),
     })
+}
+
+/// Whether process `pid` holds a KVM VM: KVM_CREATE_VM returns a file
+/// descriptor on the anonymous inode "kvm-vm".
+fn has_vm(pid: u32) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten()
+        .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| is_vm_fd(&target)))
+}
+
+fn is_vm_fd(target: &Path) -> bool {
+    target.as_os_str() == "anon_inode:kvm-vm"
 }
 
 /// Reads QEMU's stdout on a thread, so the main loop can wait with a
@@ -122,4 +171,19 @@ fn finish(child: &mut Child, deadline: Instant, timed_out: bool) -> Result<Optio
     let _ = child.kill();
     let _ = child.wait();
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vm_fds_are_told_by_their_inode() {
+        assert!(is_vm_fd(Path::new("anon_inode:kvm-vm")));
+        assert!(!is_vm_fd(Path::new("anon_inode:kvm-vcpu:0")));
+        assert!(!is_vm_fd(Path::new("/dev/kvm")));
+        // This test process has no VM.
+        assert!(!has_vm(std::process::id()));
+        assert!(!has_vm(u32::MAX));
+    }
 }

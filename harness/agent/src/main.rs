@@ -17,7 +17,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use param::{Lease, Switch};
+use param::{Creating, Lease, Switch};
 use proto::{AgentConfig, Event, Guest};
 use report::Report;
 
@@ -61,20 +61,29 @@ fn run(report: &Report) -> Result<()> {
     trace::start(cfg.trace_buffer_kb, vendor).context("set up tracing")?;
     let switch = Switch::default();
     let (beside, extra) = cfg.l1_test_names();
+    // Every VM is registered before any guest starts, so that none can be
+    // created after somebody turned the parameter off.
+    let mut creating: Vec<Creating> = cfg.guests.iter().map(|_| switch.creating_vm()).collect();
     std::thread::scope(|s| {
         // Every guest after the first boots on a thread of its own (the
         // stock kernel's boot is the longest part of a run), while this
         // thread runs the first guest; the trace tells their lines apart
         // by the process that made each call.
+        let first = (!creating.is_empty()).then(|| creating.remove(0));
         let others: Vec<_> = cfg
             .guests
             .iter()
             .skip(1)
-            .map(|guest| s.spawn(|| run_guest(&cfg, guest, out, report, &switch)))
+            .zip(creating)
+            .map(|(guest, vm)| {
+                let switch = &switch;
+                let cfg = &cfg;
+                s.spawn(move || run_guest(cfg, guest, out, report, vm, switch))
+            })
             .collect();
-        let mut result = match cfg.guests.first() {
-            Some(guest) => run_guest(&cfg, guest, out, report, &switch),
-            None => Ok(()),
+        let mut result = match (cfg.guests.first(), first) {
+            (Some(guest), Some(vm)) => run_guest(&cfg, guest, out, report, vm, &switch),
+            _ => Ok(()),
         };
         // The tests follow the first guest on a thread of their own, so
         // that a hung test cannot keep the trace from being saved once the
@@ -102,9 +111,16 @@ fn joined(r: std::thread::Result<Result<()>>) -> Result<()> {
 
 /// Runs one L2 guest; what it holds of the switch is released once its
 /// QEMU has ended.
-fn run_guest(cfg: &AgentConfig, guest: &Guest, out: &Path, report: &Report, switch: &Switch) -> Result<()> {
+fn run_guest(
+    cfg: &AgentConfig,
+    guest: &Guest,
+    out: &Path,
+    report: &Report,
+    creating: Creating,
+    switch: &Switch,
+) -> Result<()> {
     let mut lease = None;
-    let exit = l2::run(cfg, guest, out, report, |what, deadline| {
+    let exit = l2::run(cfg, guest, out, report, creating, |what, deadline| {
         on_ask(what, deadline, switch, &mut lease)
     })
     .with_context(|| format!("run L2 {}", guest.name))?;
@@ -121,23 +137,22 @@ fn on_ask<'a>(
     switch: &'a Switch,
     lease: &mut Option<Lease<'a>>,
 ) -> Result<()> {
-    // A second request replaces the first; release before waiting, or
-    // the guest would wait for itself.
-    *lease = None;
     match what {
-        // The main guest, half-way: the hypercall off until it ends. The
-        // probe waits for the answer, so none of its calls can fall
-        // between the switch and the marker.
+        // The main guest, half-way: the parameter off until it ends. Its
+        // own VM keeps the hypercall (KVM read the parameter when it
+        // created the VM), which is what its later calls prove. The probe
+        // waits for the answer, so none of its calls can fall between the
+        // switch and the marker.
         "disable" => {
+            // A second request replaces the first; release before
+            // waiting, or the guest would wait for itself.
+            *lease = None;
             *lease = Some(switch.lease(false, deadline)?);
             trace::mark(&format!("{}disabled", proto::TRACE_MARK_PREFIX))
         }
-        // The stock guest, before it loads the module: on, and nobody
-        // turns it off until that guest ends.
-        "enable" => {
-            *lease = Some(switch.lease(true, deadline)?);
-            Ok(())
-        }
+        // The main guest, before it runs the series' kselftest: its calls
+        // go into a phase of their own, apart from the probe's.
+        "kselftest" => trace::mark(&format!("{}kselftest", proto::TRACE_MARK_PREFIX)),
         other => bail!("unknown request {other:?}"),
     }
 }

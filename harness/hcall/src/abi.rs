@@ -70,15 +70,21 @@ impl Slot {
     }
 }
 
-/// Whether KVM runs the handler for a call at all.
+/// Whether KVM runs the handler for a call in a given VM at all. It is a
+/// property of the VM: kvm.hello_hypercall is read once, when the VM is
+/// created, and later changes of the parameter do not reach it.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Enablement {
-    /// kvm.hello_hypercall=Y and the guest CPUID allows it (or is not enforced).
+    /// Created while kvm.hello_hypercall=Y, and the guest CPUID allows it
+    /// (or is not enforced).
     On,
-    /// kvm.hello_hypercall=N.
+    /// Created while kvm.hello_hypercall=N.
     ParamOff,
     /// KVM_CAP_ENFORCE_PV_FEATURE_CPUID with KVM_FEATURE_HELLO_HYPERCALL cleared.
     CpuidCleared,
+    /// A VM type other than KVM_X86_DEFAULT_VM (KVM_X86_SW_PROTECTED_VM,
+    /// SEV, TDX): KVM may not write its memory as plaintext.
+    ProtectedVm,
 }
 
 /// One hypercall as the guest issues it.
@@ -123,7 +129,9 @@ pub fn expected(call: &Call, enabled: Enablement, slots: &[Slot]) -> Expected {
     if enabled != Enablement::On {
         return fail(KVM_ENOSYS);
     }
-    if a2 != 0 || a3 != 0 || (a0 != 0 && a1 == 0) {
+    // A buffer and its size come together: an address without a size,
+    // or a size without an address, is a caller's mistake.
+    if a2 != 0 || a3 != 0 || (a0 == 0) != (a1 == 0) {
         return fail(KVM_EINVAL);
     }
     if a0 == 0 {
@@ -204,7 +212,9 @@ mod tests {
         assert_eq!(ret([0x1_0000, 0, 0, 0]), -KVM_EINVAL);
         assert_eq!(ret([0x1_0000, 12, 1, 0]), -KVM_EINVAL);
         assert_eq!(ret([0, 0, 0, 1]), -KVM_EINVAL);
-        assert_eq!(ret([0, 5, 0, 0]), 0);
+        // v2: a size without a buffer is refused, no longer ignored.
+        assert_eq!(ret([0, 5, 0, 0]), -KVM_EINVAL);
+        assert_eq!(ret([0, u64::MAX, 0, 0]), -KVM_EINVAL);
         assert_eq!(ret([0, 0, 0, 0]), 0);
     }
 
@@ -231,6 +241,10 @@ mod tests {
         let bad = call([0x1_0000, 0, 1, 1]);
         assert_eq!(expected(&bad, Enablement::ParamOff, &SLOTS).ret, -KVM_ENOSYS);
         assert_eq!(expected(&bad, Enablement::CpuidCleared, &SLOTS).ret, -KVM_ENOSYS);
+        assert_eq!(expected(&bad, Enablement::ProtectedVm, &SLOTS).ret, -KVM_ENOSYS);
+        let good = call([0x1_0000, 12, 0, 0]);
+        let e = expected(&good, Enablement::ProtectedVm, &SLOTS);
+        assert_eq!((e.ret, e.writes), (-KVM_ENOSYS, None));
     }
 
     #[test]
@@ -249,6 +263,12 @@ mod tests {
             ..c
         };
         assert_eq!(expected(&zero, Enablement::On, &SLOTS).ret, -KVM_EINVAL);
+        // So without a buffer it is no size at all, and the call is valid.
+        let none = Call {
+            args: [1 << 32, 1 << 32, 0, 0],
+            ..c
+        };
+        assert_eq!(expected(&none, Enablement::On, &SLOTS).ret, 0);
     }
 
     #[test]

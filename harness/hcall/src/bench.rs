@@ -181,7 +181,7 @@ fn bench(kvm: kvm_ioctls::Kvm, opts: &Options) -> Result<()> {
     }
     let (ctx, mut notes): (Ctx, Vec<String>) = host::prepare(kvm)?;
     let mut vm = Vm::new(&ctx.kvm, &ctx.supported, &VmConfig::default())?;
-    let mut tracing = Switch::open(param::TRACING_ON)?;
+    let tracing = Switch::open(param::TRACING_ON)?;
     // The tracing states to measure: both if we can switch, else the one
     // the host is in.
     let states: Vec<bool> = match &tracing {
@@ -205,7 +205,7 @@ fn bench(kvm: kvm_ioctls::Kvm, opts: &Options) -> Result<()> {
     let mut series: [Series; 2] = Default::default();
     for _ in 0..opts.repeat {
         for &on in &states {
-            if let Some(t) = tracing.as_mut().filter(|t| t.get() != on) {
+            if let Some(t) = tracing.as_ref().filter(|t| t.get() != on) {
                 t.set(on)?;
             }
             let s = &mut series[usize::from(on)];

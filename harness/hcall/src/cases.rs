@@ -1,8 +1,13 @@
 //! The case table: one named case per ABI promise. Most cases are one
 //! hypercall with an expected result and expected bytes ([`CallCase`]);
-//! the rest need a VM option, the host switch or a forwarded exit and are
-//! small functions. Every case gets a fresh VM whose data areas are full
-//! of canaries, and every byte of them is checked afterwards.
+//! the rest need a VM option, a VM type, the host switch, their own guest
+//! code or a forwarded exit and are small functions. Every case gets a
+//! fresh VM whose data areas are full of canaries, and every byte of them
+//! is checked afterwards.
+//!
+//! Cases that turn kvm.hello_hypercall off hold it with a guard that puts
+//! it back on every way out (an error, a panic), so one failing case never
+//! leaves the next without the handler.
 
 use std::cell::RefCell;
 
@@ -118,7 +123,7 @@ pub struct CallCase {
 
 pub enum Kind {
     Call(CallCase),
-    Custom(fn(&mut Ctx) -> Result<Verdict>),
+    Custom(fn(&Ctx) -> Result<Verdict>),
 }
 
 pub struct Case {
@@ -144,7 +149,7 @@ const fn long(name: &'static str, args: [u64; 4], want: Want) -> Case {
     call(name, Mode::Long64, Enc::Native, args, want)
 }
 
-const fn custom(name: &'static str, f: fn(&mut Ctx) -> Result<Verdict>) -> Case {
+const fn custom(name: &'static str, f: fn(&Ctx) -> Result<Verdict>) -> Case {
     Case {
         name,
         kind: Kind::Custom(f),
@@ -189,8 +194,12 @@ pub const CASES: &[Case] = &[
     long("nonzero_a2_einval", [BUF, 12, 1, 0], Want::Nothing(-KVM_EINVAL)),
     long("nonzero_a3_einval", [BUF, 12, 0, 1], Want::Nothing(-KVM_EINVAL)),
     long("no_buffer", [0, 0, 0, 0], Want::Nothing(0)),
-    long("no_buffer_size_ignored", [0, 5, 0, 0], Want::Nothing(0)),
-    custom("param_off_enosys", param_off_enosys),
+    long("no_buffer_with_size_einval", [0, 5, 0, 0], Want::Nothing(-KVM_EINVAL)),
+    custom("kvm_hypercall0_stale_regs_einval", kvm_hypercall0_stale_regs),
+    custom("param_off_new_vm_enosys", param_off_new_vm_enosys),
+    custom("param_off_existing_vm_keeps_abi", param_off_existing_vm_keeps_abi),
+    custom("param_on_existing_vm_stays_enosys", param_on_existing_vm_stays_enosys),
+    custom("sw_protected_vm_enosys", sw_protected_vm_enosys),
     custom("cpuid_bit_follows_param", cpuid_bit_follows_param),
     custom("enforce_pv_cpuid", enforce_pv_cpuid),
     custom("enforce_pv_cpuid_before_user_exit", enforce_before_user_exit),
@@ -202,7 +211,7 @@ pub const CASES: &[Case] = &[
 
 /// Runs one case; an error (an ioctl that failed) is a failure with its
 /// context chain as the reason.
-pub fn run(ctx: &mut Ctx, case: &Case) -> Verdict {
+pub fn run(ctx: &Ctx, case: &Case) -> Verdict {
     let result = match &case.kind {
         Kind::Call(c) => {
             if let (Some(why), true) = (&ctx.handler_unavailable, needs_handler(c)) {
@@ -249,9 +258,35 @@ fn stop_problem(stop: &Stop) -> Option<String> {
 
 /// Runs one call in a fresh VM and checks result and memory.
 fn run_call(ctx: &Ctx, c: &CallCase, cfg: VmConfig) -> Result<Verdict> {
+    let mut vm = Vm::new(&ctx.kvm, &ctx.supported, &cfg)?;
+    call_in(ctx, &mut vm, c)
+}
+
+/// Why a wrong answer is wrong, when it is a known way to be wrong: the
+/// words the log needs to point at the cause rather than the symptom.
+fn hint(c: &CallCase, got: i64) -> &'static str {
+    let mask = if c.mode.is_64bit() {
+        u64::MAX
+    } else {
+        u64::from(u32::MAX)
+    };
+    let [a0, a1, a2, a3] = c.args.map(|a| a & mask);
+    if got == -KVM_ENOSYS && c.want.ret() != -KVM_ENOSYS {
+        " (the handler did not run: a kernel without the series, or the VM has it off)"
+    } else if a0 == 0 && a1 != 0 && got == 0 {
+        " (a1 ignored: without a buffer the host dropped the size, as the v1 ABI did; v2 refuses it)"
+    } else if (a2 != 0 || a3 != 0) && got >= 0 {
+        " (a2/a3 ignored: the host must refuse non-zero a2 or a3)"
+    } else {
+        ""
+    }
+}
+
+/// Runs one call in `vm` (fresh canaries first) and checks result and
+/// memory.
+fn call_in(ctx: &Ctx, vm: &mut Vm, c: &CallCase) -> Result<Verdict> {
     let native = ctx.native;
     let enc = c.enc.resolve(native);
-    let mut vm = Vm::new(&ctx.kvm, &ctx.supported, &cfg)?;
     vm.fill_canaries()?;
     let before = vm.data_areas()?;
     let seen = RefCell::new(Vec::new());
@@ -272,7 +307,12 @@ fn run_call(ctx: &Ctx, c: &CallCase, cfg: VmConfig) -> Result<Verdict> {
     let got = guest_result(regs.rax, c.mode);
     let want = c.want.ret();
     if got != want {
-        problems.push(format!("{name}: got {}, want {}", describe(got), describe(want)));
+        problems.push(format!(
+            "{name}: got {}, want {}{}",
+            describe(got),
+            describe(want),
+            hint(c, got)
+        ));
     }
     if !c.mode.is_64bit() && regs.rax >> 32 != 0 {
         notes.push(format!(
@@ -364,7 +404,7 @@ const fn long_call(args: [u64; 4], want: Want) -> CallCase {
 /// ring 0 is the control that shows the refusal is about the CPL (KVM's
 /// CPL check predates the hypercall, so without the control this case
 /// would pass on a kernel without it).
-fn long_mode_cpl3_eperm(ctx: &mut Ctx) -> Result<Verdict> {
+fn long_mode_cpl3_eperm(ctx: &Ctx) -> Result<Verdict> {
     let user = CallCase {
         user: true,
         ..long_call([BUF, 64, 0, 0], Want::Nothing(-KVM_EPERM))
@@ -379,7 +419,7 @@ fn long_mode_cpl3_eperm(ctx: &mut Ctx) -> Result<Verdict> {
 
 /// With KVM_X86_QUIRK_FIX_HYPERCALL_INSN disabled the other vendor's
 /// instruction is a plain #UD, and the native one still works.
-fn foreign_insn_ud(ctx: &mut Ctx) -> Result<Verdict> {
+fn foreign_insn_ud(ctx: &Ctx) -> Result<Verdict> {
     let cfg = VmConfig {
         disable_fix_quirk: true,
         ..VmConfig::default()
@@ -439,46 +479,78 @@ fn needs_root() -> Verdict {
 }
 
 /// The switch, if present and writable, or the verdict that replaces the case.
-fn writable_param(ctx: &mut Ctx) -> std::result::Result<Switch, Verdict> {
-    match ctx.param.take() {
+fn writable_param(ctx: &Ctx) -> std::result::Result<&Switch, Verdict> {
+    match &ctx.param {
         None => Err(param_missing()),
-        Some(p) if !p.writable() => {
-            ctx.param = Some(p);
-            Err(needs_root())
-        }
+        Some(p) if !p.writable() => Err(needs_root()),
         Some(p) => Ok(p),
     }
 }
 
-/// With kvm.hello_hypercall=N the call fails with -KVM_ENOSYS and writes
-/// nothing; the parameter is restored afterwards (also on failure).
-fn param_off_enosys(ctx: &mut Ctx) -> Result<Verdict> {
-    let mut param = match writable_param(ctx) {
+/// The usual call, 64 bytes at BUF, and what it must do.
+const fn buffer_call(want: Want) -> CallCase {
+    long_call([BUF, 64, 0, 0], want)
+}
+
+/// A VM created while kvm.hello_hypercall=N has no handler: the call fails
+/// with -KVM_ENOSYS and writes nothing, with a buffer and without.
+fn param_off_new_vm_enosys(ctx: &Ctx) -> Result<Verdict> {
+    let param = match writable_param(ctx) {
         Ok(p) => p,
         Err(v) => return Ok(v),
     };
-    let result = param.with(false, || -> Result<Verdict> {
-        let buffer = run_call(
-            ctx,
-            &long_call([BUF, 64, 0, 0], Want::Nothing(-KVM_ENOSYS)),
-            VmConfig::default(),
-        )?;
-        let none = run_call(
-            ctx,
-            &long_call([0, 0, 0, 0], Want::Nothing(-KVM_ENOSYS)),
-            VmConfig::default(),
-        )?;
-        Ok(combine(vec![
-            ("kvm.hello_hypercall=N", buffer),
-            ("kvm.hello_hypercall=N", none),
-        ]))
-    });
-    ctx.param = Some(param);
-    result?
+    let _off = param.hold(false)?;
+    let buffer = run_call(ctx, &buffer_call(Want::Nothing(-KVM_ENOSYS)), VmConfig::default())?;
+    let none = run_call(
+        ctx,
+        &long_call([0, 0, 0, 0], Want::Nothing(-KVM_ENOSYS)),
+        VmConfig::default(),
+    )?;
+    Ok(combine(vec![
+        ("VM created with kvm.hello_hypercall=N", buffer),
+        ("VM created with kvm.hello_hypercall=N", none),
+    ]))
+}
+
+/// A VM, created with the switch at `created_with`, then the switch
+/// flipped: the VM must keep what it was created with (`kept`), while a VM
+/// created after the flip gets the new value (`control`, which shows the
+/// flip took effect: without it a switch that silently did nothing would
+/// pass the first half).
+fn flip_after_create(ctx: &Ctx, created_with: bool, kept: Want, control: Want) -> Result<Verdict> {
+    let param = match writable_param(ctx) {
+        Ok(p) => p,
+        Err(v) => return Ok(v),
+    };
+    let mut vm = {
+        let _at_creation = param.hold(created_with)?;
+        Vm::new(&ctx.kvm, &ctx.supported, &VmConfig::default())?
+    };
+    let _flipped = param.hold(!created_with)?;
+    let existing = call_in(ctx, &mut vm, &buffer_call(kept))?;
+    let fresh = run_call(ctx, &buffer_call(control), VmConfig::default())?;
+    let (then, now) = (yn(created_with), yn(!created_with));
+    let existing_label = format!("VM created with kvm.hello_hypercall={then}, called with {now}");
+    let fresh_label = format!("VM created with {now} (control)");
+    Ok(combine(vec![
+        (existing_label.as_str(), existing),
+        (fresh_label.as_str(), fresh),
+    ]))
+}
+
+/// kvm.hello_hypercall is read when a VM is created: turning it off does
+/// not take the hypercall away from a VM that already has it.
+fn param_off_existing_vm_keeps_abi(ctx: &Ctx) -> Result<Verdict> {
+    flip_after_create(ctx, true, Want::Wrote(GREETING), Want::Nothing(-KVM_ENOSYS))
+}
+
+/// And turning it on does not give the hypercall to a VM created without.
+fn param_on_existing_vm_stays_enosys(ctx: &Ctx) -> Result<Verdict> {
+    flip_after_create(ctx, false, Want::Nothing(-KVM_ENOSYS), Want::Wrote(GREETING))
 }
 
 /// KVM_GET_SUPPORTED_CPUID reports the bit exactly while the handler is on.
-fn cpuid_bit_follows_param(ctx: &mut Ctx) -> Result<Verdict> {
+fn cpuid_bit_follows_param(ctx: &Ctx) -> Result<Verdict> {
     let bit_now = |kvm: &Kvm| -> Result<Option<bool>> {
         let cpuid = kvm.get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)?;
         Ok(vm::hello_bit(&cpuid))
@@ -490,7 +562,7 @@ fn cpuid_bit_follows_param(ctx: &mut Ctx) -> Result<Verdict> {
     };
     let mut problems = vec![];
     let on = vm::hello_bit(&ctx.supported);
-    let mut param = match ctx.param.take() {
+    let param = match &ctx.param {
         None => {
             let mut v = param_missing();
             v.diags.push(format!(
@@ -513,12 +585,18 @@ fn cpuid_bit_follows_param(ctx: &mut Ctx) -> Result<Verdict> {
         show_bit(on)
     )];
     if param.writable() {
-        let off = param.with(false, || bit_now(&ctx.kvm))??;
+        let off = {
+            let _off = param.hold(false)?;
+            bit_now(&ctx.kvm)?
+        };
         notes.push(format!("bit 18 with kvm.hello_hypercall=N: {}", show_bit(off)));
         if off != Some(false) {
             problems.push(format!("kvm.hello_hypercall=N but bit 18 is {}", show_bit(off)));
         }
-        let back = param.with(true, || bit_now(&ctx.kvm))??;
+        let back = {
+            let _on = param.hold(true)?;
+            bit_now(&ctx.kvm)?
+        };
         if back != Some(true) {
             problems.push(format!(
                 "kvm.hello_hypercall=Y again but bit 18 is {}",
@@ -528,7 +606,6 @@ fn cpuid_bit_follows_param(ctx: &mut Ctx) -> Result<Verdict> {
     } else {
         notes.push("not root: the kvm.hello_hypercall=N half is not checked".into());
     }
-    ctx.param = Some(param);
     Ok(Verdict::from_problems(problems, notes))
 }
 
@@ -542,7 +619,7 @@ fn yn(b: bool) -> char {
 
 /// With KVM_CAP_ENFORCE_PV_FEATURE_CPUID the guest's CPUID bit decides:
 /// set, the call works; cleared, it fails with -KVM_ENOSYS.
-fn enforce_pv_cpuid(ctx: &mut Ctx) -> Result<Verdict> {
+fn enforce_pv_cpuid(ctx: &Ctx) -> Result<Verdict> {
     if let Some(why) = &ctx.handler_unavailable {
         return Ok(Verdict::skip(why.clone()));
     }
@@ -561,6 +638,116 @@ fn enforce_pv_cpuid(ctx: &mut Ctx) -> Result<Verdict> {
         enforce(false),
     )?;
     Ok(combine(vec![("bit 18 set", set), ("bit 18 cleared", cleared)]))
+}
+
+/// What a caller of kvm_hypercall0() may leave in RBX, RCX, RDX and RSI:
+/// whatever its code used them for. The worst case is chosen: a0 and a1
+/// make a valid 64-byte buffer in the data area, so a host that ignored
+/// a2 and a3 would write the greeting there and the case would see it.
+const STALE_REGS: [u64; 4] = [BUF, 64, 0xffff_8880_0001_2340, 0x0000_7ffc_dead_beef];
+
+/// A caller that loads only RAX, like kvm_hypercall0(), passes whatever the
+/// other registers hold; with non-zero a2 and a3 the host must refuse the
+/// call (-KVM_EINVAL), write nothing, and leave those registers alone.
+fn kvm_hypercall0_stale_regs(ctx: &Ctx) -> Result<Verdict> {
+    if let Some(why) = &ctx.handler_unavailable {
+        return Ok(Verdict::skip(why.clone()));
+    }
+    let mut vm = Vm::new(&ctx.kvm, &ctx.supported, &VmConfig::default())?;
+    vm.fill_canaries()?;
+    let before = vm.data_areas()?;
+    let seen = RefCell::new(Vec::new());
+    // The VMM enters with RBX..RSI zero: only the guest's own code puts
+    // the stale values there, as the caller's earlier code would have.
+    let entry = Entry {
+        code: guest::stale_args_call(ctx.native, abi::KVM_HC_HELLO_HYPERCALL, STALE_REGS),
+        ..Entry::call(Mode::Long64, false, ctx.native, [0; 4])
+    };
+    let stop = vm.enter_guest(&entry, &mut refuse_exits(&seen))?;
+    let name = format!(
+        "long64 cpl0 {}: RAX=13 only, stale a0..a3 {}",
+        ctx.native.name(),
+        hex(&STALE_REGS)
+    );
+    let regs = match stop {
+        Stop::Reported(regs) => regs,
+        other => {
+            return Ok(Verdict::fail(format!(
+                "{name}: {}",
+                stop_problem(&other).unwrap_or_default()
+            )))
+        }
+    };
+    let c = long_call(STALE_REGS, Want::Nothing(-KVM_EINVAL));
+    let got = regs.rax as i64;
+    let mut problems = vec![];
+    if got != -KVM_EINVAL {
+        problems.push(format!(
+            "{name}: got {}, want {}{}",
+            describe(got),
+            describe(-KVM_EINVAL),
+            hint(&c, got)
+        ));
+    }
+    if !seen.borrow().is_empty() {
+        problems.push(format!("{name}: unexpected {}", show_exits(&seen.borrow())));
+    }
+    let after = [regs.rbx, regs.rcx, regs.rdx, regs.rsi];
+    if after != STALE_REGS {
+        problems.push(format!(
+            "{name}: RBX, RCX, RDX, RSI changed to {} (KVM may write only RAX)",
+            hex(&after)
+        ));
+    }
+    problems.extend(check_writes(&diff(&before, &vm.data_areas()?), BUF, None, 0, 0));
+    let notes = if problems.is_empty() {
+        vec![format!("{name}: {}, nothing written", describe(got))]
+    } else {
+        vec![]
+    };
+    Ok(Verdict::from_problems(problems, notes))
+}
+
+/// Why a VM of type `ty` cannot be created, from KVM_CHECK_EXTENSION's
+/// answer for KVM_CAP_VM_TYPES (a bit mask of the types; 0 before 6.8).
+fn vm_type_unsupported(types: i32, ty: u32, name: &str) -> Option<String> {
+    if types <= 0 {
+        Some(format!(
+            "KVM_CHECK_EXTENSION(KVM_CAP_VM_TYPES) = {types}: this KVM has no VM types (Linux < 6.8), so no {name}"
+        ))
+    } else if types & (1 << ty) == 0 {
+        Some(format!(
+            "KVM_CAP_VM_TYPES = {types:#x} lacks {name} (bit {ty}): the host kernel needs \
+             CONFIG_KVM_SW_PROTECTED_VM=y (under CONFIG_EXPERT) and the TDP MMU"
+        ))
+    } else {
+        None
+    }
+}
+
+/// KVM cannot write the memory of a protected VM as plaintext, so such a
+/// VM never has the handler: -KVM_ENOSYS and nothing written. A default VM
+/// is the control that shows the handler is on meanwhile.
+fn sw_protected_vm_enosys(ctx: &Ctx) -> Result<Verdict> {
+    if let Some(why) = &ctx.handler_unavailable {
+        return Ok(Verdict::skip(why.clone()));
+    }
+    let ty = kvm_bindings::KVM_X86_SW_PROTECTED_VM;
+    let types = ctx.kvm.check_extension_raw(kvm_bindings::KVM_CAP_VM_TYPES.into());
+    if let Some(why) = vm_type_unsupported(types, ty, "KVM_X86_SW_PROTECTED_VM") {
+        // A skip, never a pass: nothing was checked.
+        return Ok(Verdict::skip(why));
+    }
+    let cfg = VmConfig {
+        vm_type: ty,
+        ..VmConfig::default()
+    };
+    let protected = run_call(ctx, &buffer_call(Want::Nothing(-KVM_ENOSYS)), cfg)?;
+    let control = run_call(ctx, &buffer_call(Want::Wrote(GREETING)), VmConfig::default())?;
+    Ok(combine(vec![
+        ("KVM_X86_SW_PROTECTED_VM", protected),
+        ("KVM_X86_DEFAULT_VM control", control),
+    ]))
 }
 
 const USER_ARGS: [u64; 4] = [
@@ -709,7 +896,7 @@ fn check_answer(stop: &Stop, want: i64, mode: Mode) -> Vec<String> {
 }
 
 /// The cleared CPUID bit is checked before the exit: no exit, -KVM_ENOSYS.
-fn enforce_before_user_exit(ctx: &mut Ctx) -> Result<Verdict> {
+fn enforce_before_user_exit(ctx: &Ctx) -> Result<Verdict> {
     let cfg = VmConfig {
         cpuid: PvCpuid::Enforce { hello_bit: false },
         ..VmConfig::default()
@@ -737,7 +924,7 @@ fn enforce_before_user_exit(ctx: &mut Ctx) -> Result<Verdict> {
 
 /// The exit carries nr, all four arguments and the long-mode flag; the
 /// answer lands in RAX whole. A real buffer is forwarded too, unwritten.
-fn user_exit_long_mode(ctx: &mut Ctx) -> Result<Verdict> {
+fn user_exit_long_mode(ctx: &Ctx) -> Result<Verdict> {
     let mut problems = vec![];
     let mut notes = vec![];
     for args in [USER_ARGS, [BUF, 64, 0, 0]] {
@@ -769,7 +956,7 @@ fn user_exit_long_mode(ctx: &mut Ctx) -> Result<Verdict> {
 
 /// From 32-bit code the exit has the low halves, no long-mode flag, and
 /// the answer is truncated to 32 bits.
-fn user_exit_protected_mode_32(ctx: &mut Ctx) -> Result<Verdict> {
+fn user_exit_protected_mode_32(ctx: &Ctx) -> Result<Verdict> {
     let Forwarded {
         stop,
         exits,
@@ -787,7 +974,7 @@ fn user_exit_protected_mode_32(ctx: &mut Ctx) -> Result<Verdict> {
 }
 
 /// CPL is checked before the exit: -KVM_EPERM and no exit.
-fn user_exit_cpl3(ctx: &mut Ctx) -> Result<Verdict> {
+fn user_exit_cpl3(ctx: &Ctx) -> Result<Verdict> {
     let Forwarded {
         stop,
         exits,
@@ -807,20 +994,18 @@ fn user_exit_cpl3(ctx: &mut Ctx) -> Result<Verdict> {
 }
 
 /// The exit does not depend on kvm.hello_hypercall.
-fn user_exit_param_off(ctx: &mut Ctx) -> Result<Verdict> {
-    let mut param = match writable_param(ctx) {
+fn user_exit_param_off(ctx: &Ctx) -> Result<Verdict> {
+    let param = match writable_param(ctx) {
         Ok(p) => p,
         Err(v) => return Ok(v),
     };
-    let result = param.with(false, || {
-        forwarded(ctx, VmConfig::default(), Mode::Long64, false, USER_ARGS)
-    });
-    ctx.param = Some(param);
+    // The VM is created while the switch is off, so it has no handler.
+    let _off = param.hold(false)?;
     let Forwarded {
         stop,
         exits,
         written: mut problems,
-    } = match result?? {
+    } = match forwarded(ctx, VmConfig::default(), Mode::Long64, false, USER_ARGS)? {
         Ok(r) => r,
         Err(v) => return Ok(v),
     };
@@ -865,6 +1050,52 @@ mod tests {
                 assert_eq!(model.writes.map(|w| w.1), Some(bytes.to_vec()), "{}", case.name);
             }
         }
+    }
+
+    #[test]
+    fn wrong_answers_name_their_cause() {
+        let sized = long_call([0, 5, 0, 0], Want::Nothing(-KVM_EINVAL));
+        assert!(hint(&sized, 0).contains("a1 ignored"));
+        assert_eq!(hint(&sized, -KVM_EINVAL), "");
+        let stale = long_call(STALE_REGS, Want::Nothing(-KVM_EINVAL));
+        assert!(hint(&stale, 12).contains("a2/a3 ignored"));
+        let good = buffer_call(Want::Wrote(GREETING));
+        assert!(hint(&good, -KVM_ENOSYS).contains("did not run"));
+        assert_eq!(hint(&good, 5), "");
+        // For a 32-bit caller a size of 2^32 is no size at all.
+        let wide = CallCase {
+            mode: Mode::Protected32,
+            ..long_call([0, 1 << 32, 0, 0], Want::Nothing(0))
+        };
+        assert_eq!(hint(&wide, 0), "");
+    }
+
+    #[test]
+    fn stale_registers_are_all_non_zero() {
+        assert!(STALE_REGS.iter().all(|&r| r != 0));
+        let model = abi::expected(
+            &abi::Call {
+                args: STALE_REGS,
+                long_mode: true,
+                cpl: 0,
+            },
+            abi::Enablement::On,
+            &layout::SLOTS,
+        );
+        assert_eq!((model.ret, model.writes), (-KVM_EINVAL, None));
+    }
+
+    #[test]
+    fn vm_types_are_read_from_the_capability() {
+        let why = vm_type_unsupported(0, 1, "KVM_X86_SW_PROTECTED_VM").unwrap();
+        assert!(why.contains("no VM types"), "{why}");
+        let why = vm_type_unsupported(0b1, 1, "KVM_X86_SW_PROTECTED_VM").unwrap();
+        assert!(
+            why.contains("= 0x1 lacks") && why.contains("CONFIG_KVM_SW_PROTECTED_VM"),
+            "{why}"
+        );
+        assert_eq!(vm_type_unsupported(0b11, 1, "KVM_X86_SW_PROTECTED_VM"), None);
+        assert!(vm_type_unsupported(-1, 1, "x").is_some());
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! `hcall fuzz`: random calls checked against the ABI model.
 //!
-//! Each iteration draws a mode and CPL, an enablement (kvm.hello_hypercall
-//! on or off, or a vCPU whose CPUID is enforced with the bit cleared) and
-//! a0..a3 from structured sets (inside memory, page and slot edges, the
-//! hole, the read-only slot, huge values). After the call the result must
+//! Each iteration draws a mode and CPL, the VM to call in and a0..a3 from
+//! structured sets (inside memory, page and slot edges, the hole, the
+//! read-only slot, huge values). The VMs differ in what they were created
+//! with: kvm.hello_hypercall on or off, a CPUID enforced with the bit
+//! cleared, a protected VM type where KVM offers one. KVM reads the
+//! parameter only when it creates a VM, so the fuzz also sets it at random
+//! before each call, and no VM may notice. After the call the result must
 //! be one the ABI documents and the one `abi::expected` predicts, and the
 //! data areas must differ from before by exactly the predicted bytes.
 //! The kernel log is scanned at the end. Everything derives from the seed.
@@ -42,7 +45,11 @@ pub struct Options {
 struct Draw {
     mode: Mode,
     cpl: u8,
+    /// The VM called in, by what it was created with.
     enablement: Enablement,
+    /// kvm.hello_hypercall at the time of the call, when the fuzz may set
+    /// it; the VM must ignore it.
+    param_now: Option<bool>,
     args: [u64; 4],
 }
 
@@ -99,31 +106,42 @@ fn draw_reserved(r: &mut SplitMix64) -> u64 {
     }
 }
 
-fn draw(r: &mut SplitMix64, can_toggle: bool) -> Draw {
+/// Draws a call into one of the VMs in `vms` (half of them into the
+/// enabled one, when there is one); `toggle` says whether the parameter
+/// may be set.
+fn draw(r: &mut SplitMix64, vms: &[Enablement], toggle: bool) -> Draw {
     let (mode, cpl) = match r.below(20) {
         0..=3 => (Mode::Real, 0),
         4..=8 => (Mode::Protected32, 0),
         9..=16 => (Mode::Long64, 0),
         _ => (Mode::Long64, 3),
     };
-    let enablement = match r.below(10) {
-        0 | 1 if can_toggle => Enablement::ParamOff,
-        2 | 3 => Enablement::CpuidCleared,
-        _ => Enablement::On,
+    let others: Vec<Enablement> = vms.iter().copied().filter(|e| *e != Enablement::On).collect();
+    let enablement = if others.is_empty() || (vms.contains(&Enablement::On) && r.percent(50)) {
+        Enablement::On
+    } else {
+        r.pick(&others)
     };
+    let param_now = toggle.then(|| r.percent(50));
     let args = [draw_gpa(r), draw_size(r), draw_reserved(r), draw_reserved(r)];
     Draw {
         mode,
         cpl,
         enablement,
+        param_now,
         args,
     }
 }
 
 fn describe_draw(i: u64, d: &Draw) -> String {
     let [a0, a1, a2, a3] = d.args;
+    let now = match d.param_now {
+        Some(true) => " (kvm.hello_hypercall now Y)",
+        Some(false) => " (kvm.hello_hypercall now N)",
+        None => "",
+    };
     format!(
-        "call {i}: {} cpl{} {:?} a0={a0:#x} a1={a1:#x} a2={a2:#x} a3={a3:#x}",
+        "call {i}: {} cpl{} VM {:?}{now} a0={a0:#x} a1={a1:#x} a2={a2:#x} a3={a3:#x}",
         d.mode.name(),
         d.cpl,
         d.enablement
@@ -177,19 +195,40 @@ fn judge(d: &Draw, stop: &Stop, changes: &[Change]) -> Vec<String> {
     problems
 }
 
-/// A VM per CPUID setup, with the data areas as they must be now.
+/// A VM per enablement, with the data areas as they must be now.
 struct Target {
+    enablement: Enablement,
     vm: Vm,
     reference: Vec<(u64, Vec<u8>)>,
     cfg: VmConfig,
+    /// The parameter while the VM was created, when the fuzz sets it.
+    created_with: Option<bool>,
 }
 
 impl Target {
-    fn new(ctx: &Ctx, cfg: VmConfig) -> Result<Target> {
-        let mut vm = Vm::new(&ctx.kvm, &ctx.supported, &cfg)?;
+    fn new(ctx: &Ctx, enablement: Enablement, cfg: VmConfig, created_with: Option<bool>) -> Result<Target> {
+        let hold = match (&ctx.param, created_with) {
+            (Some(p), Some(on)) => Some(p.hold(on)?),
+            _ => None,
+        };
+        let mut vm = Vm::new(&ctx.kvm, &ctx.supported, &cfg)
+            .with_context(|| format!("create the fuzz's {enablement:?} VM"))?;
+        drop(hold);
         vm.fill_canaries()?;
         let reference = vm.data_areas()?;
-        Ok(Target { vm, reference, cfg })
+        Ok(Target {
+            enablement,
+            vm,
+            reference,
+            cfg,
+            created_with,
+        })
+    }
+
+    /// A fresh VM made the way this one was.
+    fn renew(&mut self, ctx: &Ctx) -> Result<()> {
+        *self = Target::new(ctx, self.enablement, self.cfg, self.created_with)?;
+        Ok(())
     }
 
     /// Puts back the bytes a call changed, so every call starts from the
@@ -200,6 +239,55 @@ impl Target {
         }
         Ok(())
     }
+}
+
+/// The VMs the fuzz calls in, each labelled with the enablement the model
+/// must assume for it. With a switch it may set, the fuzz creates one VM
+/// with the parameter on and one with it off; otherwise every VM has what
+/// the host has, and one label says which. The notes say what was left out.
+fn targets(ctx: &Ctx, can_toggle: bool) -> Result<(Vec<Target>, Vec<String>)> {
+    let fixed_off = !can_toggle && ctx.param.as_ref().is_some_and(|p| !p.get());
+    let on = can_toggle.then_some(true);
+    let mut targets = vec![];
+    if fixed_off {
+        // Whatever else a VM has, created now it has no handler.
+        targets.push(Target::new(ctx, Enablement::ParamOff, VmConfig::default(), None)?);
+        return Ok((targets, vec![]));
+    }
+    targets.push(Target::new(ctx, Enablement::On, VmConfig::default(), on)?);
+    if can_toggle {
+        targets.push(Target::new(
+            ctx,
+            Enablement::ParamOff,
+            VmConfig::default(),
+            Some(false),
+        )?);
+    }
+    let cleared = VmConfig {
+        cpuid: PvCpuid::Enforce { hello_bit: false },
+        ..VmConfig::default()
+    };
+    targets.push(Target::new(ctx, Enablement::CpuidCleared, cleared, on)?);
+    let protected = kvm_bindings::KVM_X86_SW_PROTECTED_VM;
+    let types = ctx.kvm.check_extension_raw(kvm_bindings::KVM_CAP_VM_TYPES.into());
+    let mut notes = vec![];
+    if types > 0 && types & (1 << protected) != 0 {
+        let cfg = VmConfig {
+            vm_type: protected,
+            ..VmConfig::default()
+        };
+        // The case sw_protected_vm_enosys fails on this; the fuzz goes on
+        // with the other VMs.
+        match Target::new(ctx, Enablement::ProtectedVm, cfg, on) {
+            Ok(t) => targets.push(t),
+            Err(e) => notes.push(format!("no KVM_X86_SW_PROTECTED_VM VM: {e:#}")),
+        }
+    } else {
+        notes.push(format!(
+            "KVM_CAP_VM_TYPES = {types:#x}: no KVM_X86_SW_PROTECTED_VM VM to call into"
+        ));
+    }
+    Ok((targets, notes))
 }
 
 #[derive(Default)]
@@ -242,47 +330,41 @@ fn fuzz(kvm: kvm_ioctls::Kvm, opts: &Options) -> Result<i32> {
         Box::new(std::io::stdout())
     };
     let mut out = Ktap::start(stream, 2);
-    let (mut ctx, notes) = host::prepare(kvm)?;
+    let (ctx, notes) = host::prepare(kvm)?;
     for n in &notes {
         out.diag(n);
     }
     let can_toggle = ctx.param.as_ref().is_some_and(|p| p.writable());
-    out.diag(&format!(
-        "seed {seed} ({seed:#x}), {} iterations; kvm.hello_hypercall {}",
-        opts.iterations,
-        if can_toggle { "toggled at random" } else { "fixed" }
-    ));
     let mut kmsg = Kmsg::open_at_end();
-
-    let mut normal = Target::new(&ctx, VmConfig::default())?;
-    let cleared_cfg = VmConfig {
-        cpuid: PvCpuid::Enforce { hello_bit: false },
-        ..VmConfig::default()
-    };
-    let mut cleared = Target::new(&ctx, cleared_cfg)?;
+    let (mut targets, left_out) = targets(&ctx, can_toggle)?;
+    for n in &left_out {
+        out.diag(n);
+    }
+    let vms: Vec<Enablement> = targets.iter().map(|t| t.enablement).collect();
+    out.diag(&format!(
+        "seed {seed} ({seed:#x}), {} iterations; VMs {vms:?}; kvm.hello_hypercall {}",
+        opts.iterations,
+        if can_toggle {
+            "set at random before each call"
+        } else {
+            "fixed"
+        }
+    ));
     let mut rng = SplitMix64::new(seed);
     let mut tally = Tally::default();
     let start = Instant::now();
 
     for i in 0..opts.iterations {
-        let mut d = draw(&mut rng, can_toggle);
-        // A fixed switch that is off makes every draw "ParamOff".
-        if let Some(p) = &ctx.param {
-            if !can_toggle && !p.get() {
-                d.enablement = Enablement::ParamOff;
-            }
-        }
-        if let (Some(p), true) = (&mut ctx.param, can_toggle) {
-            let on = d.enablement != Enablement::ParamOff;
+        let d = draw(&mut rng, &vms, can_toggle);
+        if let (Some(p), Some(on)) = (&ctx.param, d.param_now) {
             if p.get() != on {
                 p.set(on)?;
             }
         }
-        let target = if d.enablement == Enablement::CpuidCleared {
-            &mut cleared
-        } else {
-            &mut normal
-        };
+        let target = targets
+            .iter_mut()
+            .find(|t| t.enablement == d.enablement)
+            .context("a draw for a VM the fuzz does not have")?;
         let entry = Entry::call(d.mode, d.cpl == 3, ctx.native, d.args);
         let stop = target
             .vm
@@ -314,8 +396,7 @@ fn fuzz(kvm: kvm_ioctls::Kvm, opts: &Options) -> Result<i32> {
             target.restore(&changes)?;
         } else {
             // A VM that hung or crashed is replaced, not reused.
-            let cfg = target.cfg;
-            *target = Target::new(&ctx, cfg)?;
+            target.renew(&ctx)?;
         }
     }
     let elapsed = start.elapsed().as_secs_f64();
@@ -415,6 +496,7 @@ mod tests {
             mode,
             cpl: 0,
             enablement: Enablement::On,
+            param_now: None,
             args,
         }
     }
@@ -451,18 +533,66 @@ mod tests {
     }
 
     #[test]
+    fn judge_follows_the_v2_rules() {
+        // A size without a buffer is refused now; the v1 answer (0) fails.
+        let sized = d(Mode::Long64, [0, 5, 0, 0]);
+        assert!(judge(&sized, &reported((-abi::KVM_EINVAL) as u64), &[]).is_empty());
+        let p = judge(&sized, &reported(0), &[]);
+        assert!(p.iter().any(|x| x.contains("got 0, want -22")), "{p:?}");
+        // A VM created with the parameter off stays off, whatever it is now.
+        let off = Draw {
+            enablement: Enablement::ParamOff,
+            param_now: Some(true),
+            ..d(Mode::Long64, [DATA, 12, 0, 0])
+        };
+        assert!(judge(&off, &reported((-abi::KVM_ENOSYS) as u64), &[]).is_empty());
+        let on = Draw {
+            enablement: Enablement::On,
+            param_now: Some(false),
+            ..off
+        };
+        assert!(judge(&on, &reported(12), &greeting_at(DATA, 12)).is_empty());
+        let protected = Draw {
+            enablement: Enablement::ProtectedVm,
+            ..on
+        };
+        let p = judge(&protected, &reported(12), &greeting_at(DATA, 12));
+        assert_eq!(p.len(), 2, "{p:?}");
+    }
+
+    #[test]
     fn draws_reproduce() {
-        let a: Vec<String> = {
+        let vms = [Enablement::On, Enablement::ParamOff, Enablement::CpuidCleared];
+        let run = || -> Vec<String> {
             let mut r = SplitMix64::new(7);
-            (0..50).map(|i| describe_draw(i, &draw(&mut r, true))).collect()
+            (0..50)
+                .map(|i| describe_draw(i, &draw(&mut r, &vms, true)))
+                .collect()
         };
-        let b: Vec<String> = {
-            let mut r = SplitMix64::new(7);
-            (0..50).map(|i| describe_draw(i, &draw(&mut r, true))).collect()
-        };
-        assert_eq!(a, b);
-        // Without a switch to toggle, ParamOff is never drawn.
+        assert_eq!(run(), run());
+    }
+
+    #[test]
+    fn draws_use_only_the_vms_there_are() {
         let mut r = SplitMix64::new(7);
-        assert!((0..200).all(|_| draw(&mut r, false).enablement != Enablement::ParamOff));
+        let draws: Vec<Draw> = (0..400)
+            .map(|_| draw(&mut r, &[Enablement::On, Enablement::CpuidCleared], false))
+            .collect();
+        assert!(draws
+            .iter()
+            .all(|d| d.enablement != Enablement::ParamOff && d.param_now.is_none()));
+        let on = draws.iter().filter(|d| d.enablement == Enablement::On).count();
+        assert!((100..300).contains(&on), "{on} of 400 in the enabled VM");
+        // A host whose parameter is fixed off has one VM, and every call goes there.
+        let mut r = SplitMix64::new(7);
+        assert!(
+            (0..50).all(|_| draw(&mut r, &[Enablement::ParamOff], false).enablement == Enablement::ParamOff)
+        );
+        // With a switch, the parameter is set both ways.
+        let mut r = SplitMix64::new(7);
+        let now: Vec<Option<bool>> = (0..50)
+            .map(|_| draw(&mut r, &[Enablement::On], true).param_now)
+            .collect();
+        assert!(now.contains(&Some(true)) && now.contains(&Some(false)));
     }
 }

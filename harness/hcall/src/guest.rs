@@ -94,6 +94,26 @@ pub fn guest_code(enc: Encoding) -> Vec<u8> {
     code
 }
 
+/// 64-bit code that calls like kvm_hypercall0(): it loads the number
+/// into EAX and nothing else the ABI reads, after its own earlier work
+/// left `stale` in RBX, RCX, RDX and RSI; then the report.
+pub fn stale_args_call(enc: Encoding, nr: u64, stale: [u64; 4]) -> Vec<u8> {
+    let [b0, b1, b2] = enc.bytes();
+    let [rbx, rcx, rdx, rsi] = stale.map(u64::to_le_bytes);
+    let eax = (nr as u32).to_le_bytes();
+    #[rustfmt::skip]
+    let code: [&[u8]; 12] = [
+        &[0x48, 0xbb], &rbx,            // mov rbx, stale[0]   (earlier work)
+        &[0x48, 0xb9], &rcx,            // mov rcx, stale[1]
+        &[0x48, 0xba], &rdx,            // mov rdx, stale[2]
+        &[0x48, 0xbe], &rsi,            // mov rsi, stale[3]
+        &[0xb8], &eax,                  // mov eax, nr         (kvm_hypercall0)
+        &[b0, b1, b2],                  // vmcall / vmmcall
+        &[0xe6, REPORT_PORT as u8, 0xf4], // out REPORT_PORT, al; hlt
+    ];
+    code.concat()
+}
+
 /// 64-bit ring-0 code that drops to ring 3 with `iretq`: it builds the
 /// interrupt frame from R8 (user RIP) and R9 (user RSP), and gives the user
 /// IOPL 3 so that its report, an `out`, needs no TSS I/O bitmap. RAX..RSI
@@ -167,6 +187,15 @@ mod tests {
         let jnz = lp.iter().position(|&b| b == 0x75).unwrap();
         assert_eq!(jnz as i64 + 2 + i64::from(lp[jnz + 1] as i8), 0);
         assert_eq!(enter_user_prologue().last(), Some(&0xcf));
+        let stale = stale_args_call(Encoding::Vmcall, 13, [1, 2, 3, 0x1122_3344_5566_7788]);
+        assert_eq!(&stale[..3], &[0x48, 0xbb, 1]);
+        // mov rsi, imm64 carries the value little-endian.
+        assert_eq!(
+            &stale[30..40],
+            &[0x48, 0xbe, 0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11]
+        );
+        assert_eq!(&stale[40..45], &[0xb8, 13, 0, 0, 0]);
+        assert_eq!(&stale[45..], &[0x0f, 0x01, 0xc1, 0xe6, REPORT_PORT as u8, 0xf4]);
         assert_eq!(exception_stub(6)[1], 6);
     }
 }

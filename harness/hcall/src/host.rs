@@ -38,9 +38,9 @@ pub fn prepare(kvm: Kvm) -> Result<(Ctx, Vec<String>)> {
         native.name()
     ));
 
-    let mut switch = Switch::open(param::HELLO_PARAM)?;
+    let switch = Switch::open(param::HELLO_PARAM)?;
     let mut handler_unavailable = None;
-    match &mut switch {
+    match &switch {
         None => notes.push(format!(
             "{} is absent (kernel without the series or CONFIG_KVM_HELLO_HYPERCALL): \
              expect every case that needs the handler to fail",

@@ -74,7 +74,7 @@ fn run(dev: &str, names: &[String], list: bool) -> i32 {
         }
     };
     let mut out = Ktap::start(std::io::stdout(), selected.len());
-    let (mut ctx, notes) = match host::prepare(kvm) {
+    let (ctx, notes) = match host::prepare(kvm) {
         Ok(r) => r,
         Err(e) => {
             println!("Bail out! {e:#}");
@@ -86,10 +86,12 @@ fn run(dev: &str, names: &[String], list: bool) -> i32 {
     }
     for case in selected {
         let start = std::time::Instant::now();
-        let verdict = std::panic::catch_unwind(AssertUnwindSafe(|| cases::run(&mut ctx, case)))
-            .unwrap_or_else(|p| cases::Verdict {
-                outcome: Outcome::Fail,
-                diags: vec![format!("panicked: {}", panic_text(&p))],
+        let verdict =
+            std::panic::catch_unwind(AssertUnwindSafe(|| cases::run(&ctx, case))).unwrap_or_else(|p| {
+                cases::Verdict {
+                    outcome: Outcome::Fail,
+                    diags: vec![format!("panicked: {}", panic_text(&p))],
+                }
             });
         for d in &verdict.diags {
             out.diag(&format!("{}: {d}", case.name));

@@ -1,8 +1,10 @@
 //! Host switches in sysfs: `kvm.hello_hypercall` and ftrace's
 //! `tracing_on`. A [`Switch`] remembers the value it found and writes it
-//! back when dropped, so a failing case (or a panic, which unwinds) leaves
-//! the host as it was.
+//! back when dropped, and a [`Hold`] puts back the value from before it,
+//! so a failing case (or a panic, which unwinds) leaves the host as it
+//! was and the next case starts from the run's setting.
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -31,10 +33,14 @@ pub fn read(path: &Path) -> Result<Option<bool>> {
 }
 
 /// A boolean sysfs file that is restored to its first value on drop.
+///
+/// The current value lives in a `Cell`, so a case can hold the switch at a
+/// value (see [`Switch::hold`]) while it shares the rest of its context:
+/// hcall is single-threaded.
 pub struct Switch {
     path: PathBuf,
     original: bool,
-    current: bool,
+    current: Cell<bool>,
 }
 
 impl Switch {
@@ -44,12 +50,12 @@ impl Switch {
         Ok(read(&path)?.map(|v| Switch {
             path,
             original: v,
-            current: v,
+            current: Cell::new(v),
         }))
     }
 
     pub fn get(&self) -> bool {
-        self.current
+        self.current.get()
     }
 
     /// Whether this process may change the switch (root, writable sysfs).
@@ -57,26 +63,42 @@ impl Switch {
         std::fs::OpenOptions::new().write(true).open(&self.path).is_ok()
     }
 
-    pub fn set(&mut self, on: bool) -> Result<()> {
+    pub fn set(&self, on: bool) -> Result<()> {
         std::fs::write(&self.path, if on { "1" } else { "0" })
             .with_context(|| format!("write {} to {}", u8::from(on), self.path.display()))?;
-        self.current = on;
+        self.current.set(on);
         Ok(())
     }
 
-    /// Runs `f` with the switch at `on`, then puts back the value it had.
-    pub fn with<T>(&mut self, on: bool, f: impl FnOnce() -> T) -> Result<T> {
-        let before = self.current;
+    /// Sets the switch to `on` until the returned guard is dropped, which
+    /// puts back the value it had: on every way out of a case, an early
+    /// `?` and a panic's unwinding included.
+    pub fn hold(&self, on: bool) -> Result<Hold<'_>> {
+        let before = self.get();
         self.set(on)?;
-        let out = f();
-        self.set(before)?;
-        Ok(out)
+        Ok(Hold { switch: self, before })
+    }
+}
+
+/// The switch held at a value; see [`Switch::hold`].
+pub struct Hold<'a> {
+    switch: &'a Switch,
+    before: bool,
+}
+
+impl Drop for Hold<'_> {
+    fn drop(&mut self) {
+        if self.switch.get() != self.before {
+            if let Err(e) = self.switch.set(self.before) {
+                eprintln!("# could not restore {}: {e:#}", self.switch.path.display());
+            }
+        }
     }
 }
 
 impl Drop for Switch {
     fn drop(&mut self) {
-        if self.current != self.original {
+        if self.get() != self.original {
             if let Err(e) = self.set(self.original) {
                 eprintln!("# could not restore {}: {e:#}", self.path.display());
             }
@@ -97,24 +119,57 @@ mod tests {
         assert_eq!(parse_bool("maybe"), None);
     }
 
-    #[test]
-    fn switch_restores_on_drop() {
-        let dir = std::env::temp_dir().join(format!("hcall-param-{}", std::process::id()));
+    fn scratch(name: &str) -> (PathBuf, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("hcall-param-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("flag");
+        (dir, file)
+    }
+
+    #[test]
+    fn switch_restores_on_drop() {
+        let (dir, file) = scratch("drop");
         std::fs::write(&file, "N\n").unwrap();
         {
-            let mut s = Switch::open(file.to_str().unwrap()).unwrap().unwrap();
+            let s = Switch::open(file.to_str().unwrap()).unwrap().unwrap();
             assert!(!s.get() && s.writable());
-            let seen = s.with(true, || read(&file).unwrap()).unwrap();
-            assert_eq!(seen, Some(true));
+            {
+                let _on = s.hold(true).unwrap();
+                assert_eq!(read(&file).unwrap(), Some(true));
+            }
             assert!(!s.get());
+            assert_eq!(read(&file).unwrap(), Some(false));
             s.set(true).unwrap();
         }
         assert_eq!(read(&file).unwrap(), Some(false));
         assert!(Switch::open(dir.join("absent").to_str().unwrap())
             .unwrap()
             .is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_hold_is_released_by_a_failing_case() {
+        let (dir, file) = scratch("hold");
+        std::fs::write(&file, "Y\n").unwrap();
+        let s = Switch::open(file.to_str().unwrap()).unwrap().unwrap();
+        // A case that panics half-way, as hcall's runner catches it.
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _off = s.hold(false).unwrap();
+            assert_eq!(read(&file).unwrap(), Some(false));
+            panic!("a case failed midway");
+        }));
+        assert!(caught.is_err());
+        assert!(s.get());
+        assert_eq!(read(&file).unwrap(), Some(true));
+        // And one that returns early with an error.
+        let early = || -> Result<()> {
+            let _off = s.hold(false)?;
+            anyhow::bail!("an ioctl failed")
+        };
+        assert!(early().is_err());
+        assert_eq!(read(&file).unwrap(), Some(true));
+        drop(s);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -37,6 +37,9 @@ pub struct VmConfig {
     pub exit_hypercall: bool,
     /// KVM_CAP_DISABLE_QUIRKS2 with KVM_X86_QUIRK_FIX_HYPERCALL_INSN.
     pub disable_fix_quirk: bool,
+    /// KVM_CREATE_VM's type: KVM_X86_DEFAULT_VM (0), or another that
+    /// KVM_CAP_VM_TYPES lists.
+    pub vm_type: u32,
 }
 
 impl Default for VmConfig {
@@ -45,6 +48,7 @@ impl Default for VmConfig {
             cpuid: PvCpuid::Supported,
             exit_hypercall: false,
             disable_fix_quirk: false,
+            vm_type: kvm_bindings::KVM_X86_DEFAULT_VM,
         }
     }
 }
@@ -141,7 +145,9 @@ pub fn hello_bit(cpuid: &CpuId) -> Option<bool> {
 
 impl Vm {
     pub fn new(kvm: &Kvm, supported: &CpuId, cfg: &VmConfig) -> Result<Vm> {
-        let vm = kvm.create_vm().context("KVM_CREATE_VM")?;
+        let vm = kvm
+            .create_vm_with_type(cfg.vm_type.into())
+            .with_context(|| format!("KVM_CREATE_VM type {}", cfg.vm_type))?;
         // Only VMX without unrestricted guest needs it, and only outside
         // guest memory; SVM ignores it.
         vm.set_tss_address(0xfffb_d000).context("KVM_SET_TSS_ADDR")?;

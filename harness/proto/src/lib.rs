@@ -26,10 +26,15 @@ pub const NR_ENV: &str = "hh_nr";
 /// Where the guest module sits in L2's initramfs.
 pub const MODULE_FILE: &str = "hello_hypercall.ko";
 
+/// Where the series' syscall kselftest (tools/testing/selftests/x86/
+/// hello_hypercall.c, built static) sits in the main L2's initramfs.
+pub const KSELFTEST_FILE: &str = "hello_hypercall_kselftest";
+
 /// The marker the agent writes into the host's trace buffer, followed by
-/// a phase name: "disabled" once the main guest's probe had the hypercall
-/// turned off. That guest's lines start in the phase "enabled"; other
-/// guests are told apart by their QEMU process, not by markers.
+/// a phase name: "kselftest" while the main guest runs the series'
+/// kselftest, "disabled" once its probe had kvm.hello_hypercall turned off.
+/// That guest's lines start in the phase "enabled"; other guests are told
+/// apart by their QEMU process, not by markers.
 pub const TRACE_MARK_PREFIX: &str = "hello-hypercall: phase ";
 
 /// Kernel command line key (an environment variable for init) naming what
@@ -82,6 +87,20 @@ pub enum Event {
         #[serde(default)]
         seconds: f64,
     },
+    /// How a test program the probe ran in L2 ended, with its output.
+    L2Test {
+        name: String,
+        /// The exit code; `None` when a signal ended it.
+        status: Option<i32>,
+        /// The signal that ended it (a crash, or the kill at its deadline).
+        signal: Option<i32>,
+        timed_out: bool,
+        seconds: f64,
+        /// Its standard output and error, as one stream.
+        output: String,
+        /// The output was longer than the report carries; its start is kept.
+        truncated: bool,
+    },
     /// The program reached its end; a report without it is incomplete.
     Done { who: String },
 }
@@ -97,7 +116,9 @@ pub struct Call {
     pub errno: i32,
     /// The bytes the syscall stored, printed with Rust's escapes.
     pub data: String,
-    /// Whether the canary bytes after the requested length are untouched.
+    /// Whether the canary bytes the call may not write are untouched: those
+    /// after the bytes it stored (never past the requested length), or all
+    /// of them when it failed.
     pub canary_intact: bool,
 }
 

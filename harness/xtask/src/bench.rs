@@ -243,7 +243,7 @@ impl RawRun {
         // BINFMT_SCRIPT, which the guest kernel does not have.)
         let probe = std::fs::read(layout::target().join("x86_64-unknown-linux-gnu/release/probe"))
             .context("read the probe")?;
-        let cpio = initramfs::l2(&probe, None);
+        let cpio = initramfs::l2(&probe, None, None);
         let initrd = dir.join("l2-raw.cpio");
         std::fs::write(&initrd, cpio)?;
         if guests.is_empty() {

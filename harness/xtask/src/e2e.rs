@@ -19,7 +19,7 @@ use crate::qemu::{self, Accel, L1};
 use crate::report::Report;
 use crate::stage::Stages;
 use crate::verdict::{self, Check, Evidence, Verdict};
-use crate::{deps, initramfs, layout, module, selftests, source, stock};
+use crate::{deps, initramfs, kselftest, layout, module, selftests, source, stock};
 
 /// Guest memory: L1 holds two L2s side by side (2 x 256 MiB, touched
 /// only as far as they boot) plus its own kernel, QEMU and the tests.
@@ -219,6 +219,21 @@ fn pipeline(
             p,
         )
     })?;
+    // The series' syscall kselftest runs in the main guest; the base of an
+    // --unpatched run has none.
+    let kselftest = if patched {
+        stages.run("kselftest", |p| {
+            kselftest::build(sh, &guest, &run_dir.join("build-kselftest.log"), p)
+        })?
+    } else {
+        kselftest::Built {
+            binary: None,
+            status: verdict::Kselftest::NotBuilt(format!(
+                "--unpatched builds the base, which has no {}",
+                kselftest::SOURCE
+            )),
+        }
+    };
     let stock = stages.run("stock", |p| stock_guest(sh, run_dir, p))?;
     // The images stage adds hcall to the tests L1 runs, and returns them
     // all in the order they run.
@@ -229,6 +244,7 @@ fn pipeline(
             l1_tests: &l1_tests,
             l1_extra_tests: &l1_extra_tests,
             module: &module.ko,
+            kselftest: kselftest.binary.as_deref(),
             stock: stock.as_ref().ok().map(|(s, m)| (s, m.ko.as_path())),
             l1_test_timeout: args.l1_test_timeout,
         };
@@ -266,6 +282,7 @@ fn pipeline(
 
     let evidence = stages.run("verdict", |_| {
         let read = |name: &str| std::fs::read_to_string(run_dir.join(name)).unwrap_or_default();
+        save_l2_tests(&read("l1-report.log"), run_dir)?;
         Ok(Evidence {
             l1_code: outcome.code,
             l1_timed_out: outcome.timed_out,
@@ -291,6 +308,7 @@ fn pipeline(
                     (name, log)
                 })
                 .collect(),
+            kselftest: kselftest.status.clone(),
         })
     })?;
     checks.extend(verdict::judge(&evidence));
@@ -307,6 +325,8 @@ struct Images<'a> {
     /// The user's --l1-test programs, run after the guests.
     l1_extra_tests: &'a [String],
     module: &'a Path,
+    /// The series' syscall kselftest, for the main guest.
+    kselftest: Option<&'a Path>,
     l1_test_timeout: u64,
     /// Debian's stock kernel and the module built for it, when it runs.
     stock: Option<(&'a stock::Stock, &'a Path)>,
@@ -320,6 +340,7 @@ fn images(sh: &Shell, inputs: &Images, run_dir: &Path, p: &crate::stage::Progres
         series,
         l1_tests,
         module,
+        kselftest,
         stock,
         ..
     } = *inputs;
@@ -357,7 +378,11 @@ fn images(sh: &Shell, inputs: &Images, run_dir: &Path, p: &crate::stage::Progres
     let probe = std::fs::read(bin.join("probe")).context("read the probe binary")?;
     let initrd = run_dir.join("l2-initramfs.cpio");
     let ko = std::fs::read(module).context("read the guest module")?;
-    std::fs::write(&initrd, initramfs::l2(&probe, Some(&ko)))?;
+    let test = kselftest
+        .map(std::fs::read)
+        .transpose()
+        .context("read the kselftest")?;
+    std::fs::write(&initrd, initramfs::l2(&probe, Some(&ko), test.as_deref()))?;
     // quiet: every console byte of a nested guest is an exit through two
     // hypervisors; errors still print.
     let mut guests = vec![proto::Guest {
@@ -369,7 +394,7 @@ fn images(sh: &Shell, inputs: &Images, run_dir: &Path, p: &crate::stage::Progres
     if let Some((stock, ko)) = stock {
         let initrd = run_dir.join("l2-stock-initramfs.cpio");
         let ko = std::fs::read(ko).context("read the stock guest's module")?;
-        std::fs::write(&initrd, initramfs::l2(&probe, Some(&ko)))?;
+        std::fs::write(&initrd, initramfs::l2(&probe, Some(&ko), None))?;
         guests.push(proto::Guest {
             name: "stock".into(),
             kernel: stock.kernel.display().to_string(),
@@ -396,6 +421,18 @@ fn images(sh: &Shell, inputs: &Images, run_dir: &Path, p: &crate::stage::Progres
         serde_json::to_string_pretty(&config)?,
     )?;
     Ok(config.all_l1_tests())
+}
+
+/// Writes what each test program in L2 printed (relayed in the report) to
+/// l2test-<name>.log, where the checks point.
+fn save_l2_tests(report: &str, run_dir: &Path) -> Result<()> {
+    for event in report.lines().filter_map(proto::Event::from_line) {
+        if let proto::Event::L2Test { name, output, .. } = event {
+            std::fs::write(run_dir.join(format!("l2test-{name}.log")), output)
+                .context("save an L2 test's output")?;
+        }
+    }
+    Ok(())
 }
 
 /// Debian's stock cloud kernel and the module built against its headers,

@@ -76,9 +76,9 @@ fn pad4(out: &mut Vec<u8>) {
 }
 
 /// The L2 archive: the probe as /init, /dev/console so the kernel can give
-/// init its standard streams before devtmpfs is mounted, and the guest
-/// module for the probe to load.
-pub fn l2(probe: &[u8], module: Option<&[u8]>) -> Vec<u8> {
+/// init its standard streams before devtmpfs is mounted, the guest module
+/// for the probe to load, and the series' kselftest for it to run.
+pub fn l2(probe: &[u8], module: Option<&[u8]>, kselftest: Option<&[u8]>) -> Vec<u8> {
     let mut entries = vec![
         Entry::Dir { path: "dev" },
         Entry::CharDev {
@@ -99,6 +99,13 @@ pub fn l2(probe: &[u8], module: Option<&[u8]>) -> Vec<u8> {
             path: proto::MODULE_FILE,
             mode: 0o644,
             data: ko,
+        });
+    }
+    if let Some(test) = kselftest {
+        entries.push(Entry::File {
+            path: proto::KSELFTEST_FILE,
+            mode: 0o755,
+            data: test,
         });
     }
     newc(&entries)

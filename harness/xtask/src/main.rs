@@ -13,6 +13,7 @@ mod e2e;
 mod flags;
 mod initramfs;
 mod kconfig;
+mod kselftest;
 mod ktap;
 mod layout;
 mod module;

@@ -3,8 +3,9 @@
 //! sorted by who caused them. The guests run side by side, so each line is
 //! given to a guest by its thread group (the agent records tgids, and a
 //! guest's calls run in its QEMU process). The main guest's lines are split
-//! at the agent's marker into "enabled" and "disabled"; every other guest's
-//! lines form a phase named after it, and the rest (the L1 tests) "l1".
+//! at the agent's markers into "enabled" and the phases the markers name
+//! ("kselftest", "disabled"); every other guest's lines form a phase named
+//! after it, and the rest (the L1 tests) "l1".
 
 use std::collections::BTreeMap;
 
@@ -79,10 +80,8 @@ pub fn parse(text: &str, owners: &Owners) -> Trace {
         };
         // Without kallsyms the writer shows as an address: match the text.
         if let Some(name) = l.message.strip_prefix(proto::TRACE_MARK_PREFIX) {
-            if name == "disabled" {
-                main_phase = "disabled";
-                t.phase_mut(main_phase);
-            }
+            main_phase = name;
+            t.phase_mut(main_phase);
             continue;
         }
         if l.tgid.is_some() {
@@ -219,6 +218,8 @@ mod tests {
  q-71 (     70) [000] ..... 1.1: kvm_hypercall: nr 0xd a0 0x1000 a1 0xc a2 0x0 a3 0x0
  q-81 (     80) [001] ..... 1.15: __kvm_emulate_hypercall: Hello World
  q-71 (     70) [000] ..... 1.2: __kvm_emulate_hypercall: Hello World
+ agent-1 (      1) [000] ..... 1.8: tracing_mark_write: hello-hypercall: phase kselftest
+ q-71 (     70) [000] ..... 1.9: __kvm_emulate_hypercall: Hello World
  agent-1 (      1) [000] ..... 2.0: tracing_mark_write: hello-hypercall: phase disabled
  q-71 (     70) [000] ..... 3.0: kvm_hypercall: nr 0xd a0 0x1000 a1 0xc a2 0x0 a3 0x0
  q-81 (     80) [001] ..... 3.1: kvm_hypercall: nr 0xd a0 0x1000 a1 0xc a2 0x0 a3 0x0
@@ -232,6 +233,7 @@ mod tests {
         assert_eq!(on.hypercall_exits, 1);
         assert_eq!(off.hello, 0);
         assert_eq!(off.hypercalls.get(&13), Some(&1));
+        assert_eq!(t.phase("kselftest").unwrap().hello, 1);
         let stock = t.phase("stock").unwrap();
         assert_eq!((stock.hello, stock.hypercalls.get(&13)), (2, Some(&1)));
         assert_eq!(t.phase("l1").unwrap().hello, 1);

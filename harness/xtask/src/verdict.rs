@@ -60,6 +60,20 @@ pub enum Stock {
     },
 }
 
+/// How the series' syscall kselftest got (or did not get) into the main
+/// L2 guest.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Kselftest {
+    /// Not built, and why: an --unpatched run has no series.
+    NotBuilt(String),
+    /// The patched tree lacks the file (the path), which the series adds.
+    Missing(String),
+    /// It did not compile: what failed and the log's last lines.
+    BuildFailed(String),
+    /// Built (with these -Wall warnings) and packed into the initramfs.
+    Built { warnings: Vec<String> },
+}
+
 /// Everything a finished boot left behind.
 pub struct Evidence {
     /// L1's QEMU exit code, `None` when it was killed.
@@ -82,6 +96,8 @@ pub struct Evidence {
     pub stock: Stock,
     /// The test programs the agent was asked to run in L1, with their output.
     pub l1_tests: Vec<(String, String)>,
+    /// The series' syscall kselftest, run by the probe in the main guest.
+    pub kselftest: Kselftest,
 }
 
 const EPERM: i32 = 1;
@@ -108,25 +124,42 @@ const SYSCALL_CHECKS: &[(&str, &str, Want)] = &[
         Want::Stored(12, "Hello World\\x00"),
     ),
     ("syscall_null_buffer", "root_null", Want::Ret(0)),
+    ("syscall_null_with_length", "root_null_len", Want::Errno(EINVAL)),
     ("syscall_short_buffer", "root_short", Want::Stored(5, "Hell\\x00")),
     ("syscall_zero_length", "root_zero_len", Want::Errno(EINVAL)),
     ("syscall_bad_pointer", "root_bad_pointer", Want::Errno(EFAULT)),
+    ("syscall_flags_reserved", "root_flags", Want::Errno(EINVAL)),
     ("syscall_unprivileged", "user_buf", Want::Errno(EPERM)),
-    ("disabled_syscall", "disabled_buf", Want::Errno(EOPNOTSUPP)),
     // The guest module: read() gives the greeting as a line of text; the
     // raw ioctl gives the host's answer unmapped.
     ("module_read", "module_read", Want::Stored(12, "Hello World\\n")),
     ("module_ioctl_raw", "module_ioctl_raw", Want::Ret(0)),
+    // After kvm.hello_hypercall was turned off: the main guest's VM was
+    // created while it was on, so every call still works.
     (
-        "disabled_module_read",
-        "disabled_module_read",
-        Want::Errno(EOPNOTSUPP),
+        "param_off_vm_keeps_abi",
+        "param_off_buf",
+        Want::Stored(12, "Hello World\\x00"),
     ),
     (
-        "disabled_module_ioctl_raw",
-        "disabled_module_ioctl_raw",
-        Want::Ret(-1000),
+        "param_off_vm_keeps_module_read",
+        "param_off_module_read",
+        Want::Stored(12, "Hello World\\n"),
     ),
+    (
+        "param_off_vm_keeps_module_ioctl_raw",
+        "param_off_module_ioctl_raw",
+        Want::Ret(0),
+    ),
+];
+
+/// The probe's calls after the parameter was turned off; each makes one
+/// hello hypercall (read() makes it for its first chunk only, and the
+/// probe reads the 12 bytes in one).
+const PARAM_OFF_CASES: &[&str] = &[
+    "param_off_buf",
+    "param_off_module_read",
+    "param_off_module_ioctl_raw",
 ];
 
 /// The stock guest's module calls: the same promises as on the patched guest.
@@ -207,17 +240,29 @@ pub fn judge(e: &Evidence) -> Vec<Check> {
     checks.push(l2_check(&events, "l2_run", "main", "probe", &e.l2_console));
 
     let calls = calls(&events);
+    let host = host_has_param(&events);
     for (name, case, want) in SYSCALL_CHECKS {
         checks.push(syscall_check(
             name,
             calls.iter().find(|c| c.case == *case).copied(),
             want,
+            host,
         ));
     }
     let owners = owners(&events);
     let trace = e.trace.as_deref().map(|text| trace::parse(text, &owners));
     let blind = |guest: &str, pid: Option<u32>| trace.as_ref().and_then(|t| unattributable(t, guest, pid));
-    checks.extend(trace_checks(trace.as_ref(), blind("main", owners.main), e.hc_nr));
+    let param_off_calls = calls
+        .iter()
+        .filter(|c| PARAM_OFF_CASES.contains(&c.case.as_str()))
+        .count();
+    checks.extend(trace_checks(
+        trace.as_ref(),
+        blind("main", owners.main),
+        e.hc_nr,
+        param_off_calls,
+    ));
+    checks.extend(kselftest_checks(&e.kselftest, &events, trace.as_ref()));
     for (name, log) in &e.l1_tests {
         checks.extend(l1_test_checks(name, log, &events));
     }
@@ -382,7 +427,15 @@ fn l2_check(events: &[Event], check: &str, guest: &str, who: &str, console: &str
     }
 }
 
-fn syscall_check(name: &str, call: Option<&Call>, want: &Want) -> Check {
+/// Whether L1 has kvm.hello_hypercall, as the agent reported: a host
+/// without it has no hypercall, whatever the phase.
+fn host_has_param(events: &[Event]) -> bool {
+    fact_value(events, "hello_hypercall_param").is_some_and(|v| v != "absent")
+}
+
+/// One call against what the ABI promises; `host` says whether L1 has the
+/// parameter, which decides what a refusal most likely means.
+fn syscall_check(name: &str, call: Option<&Call>, want: &Want, host: bool) -> Check {
     let Some(c) = call else {
         return Check::new(
             name,
@@ -394,12 +447,13 @@ fn syscall_check(name: &str, call: Option<&Call>, want: &Want) -> Check {
     let ok = match want {
         Want::Stored(ret, data) => c.ret == *ret && c.data == *data && c.canary_intact,
         Want::Ret(ret) => c.ret == *ret,
-        Want::Errno(errno) => c.ret == -1 && c.errno == *errno,
+        // A refused call stores nothing.
+        Want::Errno(errno) => c.ret == -1 && c.errno == *errno && c.canary_intact,
     };
     let wanted = match want {
         Want::Stored(ret, data) => format!("{ret} with \"{data}\" stored and the canaries intact"),
         Want::Ret(ret) => ret.to_string(),
-        Want::Errno(errno) => format!("-1, {}", errno_name(*errno)),
+        Want::Errno(errno) => format!("-1, {}, nothing stored", errno_name(*errno)),
     };
     if ok {
         Check::new(name, Verdict::Pass, format!("got {got}"))
@@ -407,14 +461,19 @@ fn syscall_check(name: &str, call: Option<&Call>, want: &Want) -> Check {
         Check::new(
             name,
             Verdict::Fail,
-            format!("wanted {wanted}, got {got}{}", explain(c.errno)),
+            format!("wanted {wanted}, got {got}{}", explain(name, c, host)),
         )
     }
 }
 
 fn describe(c: &Call) -> String {
     if c.ret == -1 {
-        return format!("-1, {}", errno_name(c.errno));
+        let canary = if c.canary_intact {
+            ""
+        } else {
+            ", yet the buffer was written"
+        };
+        return format!("-1, {}{canary}", errno_name(c.errno));
     }
     if c.ret == -1000 {
         return "-1000 (-KVM_ENOSYS: the host does not handle the hypercall)".into();
@@ -438,21 +497,42 @@ fn errno_name(errno: i32) -> String {
     }
 }
 
-/// What a surprising errno most likely means.
-fn explain(errno: i32) -> &'static str {
-    match errno {
-        ENOSYS => ": the guest kernel has no hello_hypercall syscall (unpatched guest)",
-        EOPNOTSUPP => ": the host answered -KVM_ENOSYS (an unpatched host, or the hypercall disabled)",
+/// What a surprising result of check `name` most likely means, on a host
+/// with (`host`) or without the parameter.
+fn explain(name: &str, c: &Call, host: bool) -> &'static str {
+    let refused = (c.ret == -1 && c.errno == EOPNOTSUPP) || c.ret == -1000;
+    match name {
+        _ if c.ret == -1 && c.errno == ENOSYS => {
+            ": the guest kernel has no hello_hypercall syscall (unpatched guest)"
+        }
+        n if n.starts_with("param_off_vm_keeps") && refused && host => {
+            ": the host took the hypercall from a VM created while kvm.hello_hypercall was on (it reads the parameter at each call, as v1 did, not once per VM)"
+        }
+        _ if refused => ": the host answered -KVM_ENOSYS (an unpatched host, or a VM created with the hypercall off)",
+        "syscall_flags_reserved" if c.ret >= 0 => {
+            ": the flags argument was ignored (a guest syscall without it, as in v1)"
+        }
+        "syscall_null_with_length" if c.ret >= 0 => {
+            ": NULL with a length went through as a call without a buffer (v1); v2 refuses it"
+        }
         _ => "",
     }
 }
 
-fn trace_checks(trace: Option<&Trace>, blind: Option<String>, hc_nr: Option<u64>) -> Vec<Check> {
+/// The main guest's trace: its calls before the flip (greetings, events,
+/// exits), and after it. `param_off_calls` is how many hello hypercalls the
+/// probe reported making after kvm.hello_hypercall was turned off.
+fn trace_checks(
+    trace: Option<&Trace>,
+    blind: Option<String>,
+    hc_nr: Option<u64>,
+    param_off_calls: usize,
+) -> Vec<Check> {
     const NAMES: [&str; 4] = [
         "host_trace_greeting",
         "host_trace_kvm_hypercall",
         "host_trace_hypercall_exit",
-        "disabled_no_trace",
+        "param_off_vm_keeps_trace",
     ];
     let Some(t) = trace else {
         return NAMES
@@ -521,29 +601,44 @@ fn trace_checks(trace: Option<&Trace>, blind: Option<String>, hc_nr: Option<u64>
         )
     });
 
+    // The VM was created while the parameter was on, so each call after
+    // the flip must still reach the handler: one kvm_hypercall event and
+    // one greeting per call, no more, no fewer.
+    let n = param_off_calls;
     checks.push(match disabled {
         None => Check::new(
             NAMES[3],
             Verdict::Fail,
             "the agent's phase marker is missing from the trace",
         ),
-        Some(p) if p.hello > 0 => Check::new(
+        Some(_) if n == 0 => Check::new(
+            NAMES[3],
+            Verdict::Fail,
+            "NO RESULT: the probe reported no call after kvm.hello_hypercall was turned off",
+        ),
+        Some(p) if p.hello == n && ours(p) == n => Check::new(
+            NAMES[3],
+            Verdict::Pass,
+            format!(
+                "after kvm.hello_hypercall was turned off, {n} calls from the main guest (its VM created with it on): {n} kvm_hypercall events, {n} \"Hello World\" lines"
+            ),
+        ),
+        Some(p) if p.hello == 0 && ours(p) > 0 => Check::new(
             NAMES[3],
             Verdict::Fail,
             format!(
-                "{} \"Hello World\" lines after the hypercall was disabled",
-                p.hello
+                "{} hello hypercalls after kvm.hello_hypercall was turned off, no \"Hello World\" line: the host took the hypercall from a VM created while it was on{lost}",
+                ours(p)
             ),
-        ),
-        Some(p) if ours(p) == 0 => Check::new(
-            NAMES[3],
-            Verdict::Fail,
-            "no hello hypercall reached the host after it was disabled",
         ),
         Some(p) => Check::new(
             NAMES[3],
-            Verdict::Pass,
-            format!("{} hypercall(s) while disabled, no \"Hello World\" line", ours(p)),
+            Verdict::Fail,
+            format!(
+                "{} \"Hello World\" lines and {} kvm_hypercall events for the {n} calls the main guest made after kvm.hello_hypercall was turned off; wanted exactly {n} of each{lost}",
+                p.hello,
+                ours(p)
+            ),
         ),
     });
     checks
@@ -610,6 +705,140 @@ fn l1_test_checks(prog: &str, log: &str, events: &[Event]) -> Vec<Check> {
     checks
 }
 
+/// The series' syscall kselftest in the main guest: a check per KTAP case,
+/// and one for the program. It runs on KVM there, so it must pass: exit 4
+/// (kselftest's SKIP, "not on KVM") is a failure, and so are exit 0 with
+/// no KTAP, a crash, a hang, and a plan of cases that all skipped.
+fn kselftest_checks(k: &Kselftest, events: &[Event], trace: Option<&Trace>) -> Vec<Check> {
+    const NAME: &str = "syscall_kselftest";
+    let fail = |why: String| vec![Check::new(NAME, Verdict::Fail, why)];
+    let warnings = match k {
+        Kselftest::NotBuilt(why) => return fail(format!("not built: {why}")),
+        Kselftest::Missing(path) => {
+            return fail(format!("the patched tree has no {path}: the series must add it"))
+        }
+        Kselftest::BuildFailed(why) => return fail(format!("did not build: {why}")),
+        Kselftest::Built { warnings } => warnings,
+    };
+    let ran = events.iter().find_map(|ev| match ev {
+        Event::L2Test {
+            name,
+            status,
+            signal,
+            timed_out,
+            seconds,
+            output,
+            truncated,
+        } if name == proto::KSELFTEST_FILE => {
+            Some((*status, *signal, *timed_out, *seconds, output, *truncated))
+        }
+        _ => None,
+    });
+    let Some((status, signal, timed_out, secs, output, truncated)) = ran else {
+        return fail("NO RESULT: the probe did not report running it".into());
+    };
+    let see = format!("see l2test-{}.log", proto::KSELFTEST_FILE);
+    let ktap = ktap::parse(output);
+    let mut checks: Vec<Check> = ktap
+        .cases
+        .iter()
+        .map(|c| {
+            let name = format!("{NAME}: {}", c.name);
+            match &c.status {
+                ktap::Status::Pass => Check::case(&name, Verdict::Pass, "ok"),
+                ktap::Status::Skip(why) => Check::case(&name, Verdict::Skip, format!("SKIP: {why}")),
+                ktap::Status::Fail => Check::case(&name, Verdict::Fail, format!("not ok; {see}")),
+            }
+        })
+        .collect();
+    let last = output
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("no output")
+        .trim();
+    let passed = ktap
+        .cases
+        .iter()
+        .filter(|c| c.status == ktap::Status::Pass)
+        .count();
+    let failed = ktap
+        .cases
+        .iter()
+        .filter(|c| c.status == ktap::Status::Fail)
+        .count();
+    let skipped = ktap.cases.len() - passed - failed;
+    let cut = if truncated {
+        " (its output was cut short in the report)"
+    } else {
+        ""
+    };
+    let (verdict, detail) = if timed_out {
+        (
+            Verdict::Fail,
+            format!("TIMEOUT: killed at its deadline ({secs:.0}s); last line: {last}"),
+        )
+    } else if let Some(sig) = signal {
+        (
+            Verdict::Fail,
+            format!("CRASH: killed by signal {sig}; last line: {last}"),
+        )
+    } else if status == Some(4) {
+        (
+            Verdict::Fail,
+            format!("exit 4 (KSFT_SKIP) in the main guest, which runs on KVM: {last}"),
+        )
+    } else if status != Some(0) {
+        (
+            Verdict::Fail,
+            format!("exit {status:?} after {secs:.1}s: {last}; {see}"),
+        )
+    } else if ktap.plan.is_none() && ktap.cases.is_empty() {
+        (
+            Verdict::Fail,
+            format!("NO RESULT: exit 0 without KTAP output{cut}; last line: {last}"),
+        )
+    } else if let Some(why) = &ktap.bailed {
+        (Verdict::Fail, format!("exit 0, yet it bailed out: {why}"))
+    } else if ktap.missing() > 0 {
+        (
+            Verdict::Fail,
+            format!(
+                "CRASH: {} of {} planned cases never reported{cut}",
+                ktap.missing(),
+                ktap.plan.unwrap_or(0)
+            ),
+        )
+    } else if failed > 0 {
+        (
+            Verdict::Fail,
+            format!("exit 0, yet {failed} case(s) not ok; {see}"),
+        )
+    } else if passed == 0 {
+        (
+            Verdict::Fail,
+            format!("no case passed ({skipped} skipped): nothing was checked; {see}"),
+        )
+    } else if !warnings.is_empty() {
+        (
+            Verdict::Fail,
+            format!("passed, but built with -Wall warnings: {}", warnings.join(" | ")),
+        )
+    } else {
+        let greetings = trace
+            .and_then(|t| t.phase("kselftest"))
+            .map_or(String::new(), |p| {
+                format!(", {} \"Hello World\" lines in the host's trace", p.hello)
+            });
+        (
+            Verdict::Pass,
+            format!("exit 0 after {secs:.1}s: {passed} passed, {skipped} skipped{greetings}"),
+        )
+    };
+    checks.push(Check::new(NAME, verdict, detail));
+    checks
+}
+
 /// Every syscall or device call the probes reported.
 fn calls(events: &[Event]) -> Vec<&Call> {
     events
@@ -650,11 +879,13 @@ fn stock_checks(
         l2_check(events, "stock_l2_run", "stock", "probe-stock", console),
         module_check(events, "stock_module", "stock_module_load", warnings),
     ];
+    let host = host_has_param(events);
     for (name, case, want) in STOCK_CHECKS {
         checks.push(syscall_check(
             name,
             calls.iter().find(|c| c.case == *case).copied(),
             want,
+            host,
         ));
     }
     let phase = trace.and_then(|t| t.phase("stock"));
@@ -768,6 +999,7 @@ mod tests {
             module_warnings: vec![],
             stock: Stock::Skipped("not in this test".into()),
             l1_tests: vec![],
+            kselftest: Kselftest::Built { warnings: vec![] },
         }
     }
 
@@ -833,9 +1065,68 @@ mod tests {
         };
         let checks = judge(&e);
         assert_eq!(overall(&checks), Verdict::Pass, "{checks:#?}");
-        assert!(checks
+        for name in [
+            "stock_trace_greeting",
+            "param_off_vm_keeps_abi",
+            "param_off_vm_keeps_trace",
+            "syscall_flags_reserved",
+            "syscall_null_with_length",
+            "syscall_kselftest",
+            "syscall_kselftest: greeting",
+        ] {
+            assert_eq!(verdict_of(&checks, name), Verdict::Pass, "{name}");
+        }
+        // The kselftest's own calls are a phase of their own: the probe's
+        // counts before the flip are exact without them.
+        let greeting = checks.iter().find(|c| c.name == "host_trace_greeting").unwrap();
+        assert!(
+            greeting.detail.starts_with("6 \"Hello World\" lines"),
+            "{}",
+            greeting.detail
+        );
+    }
+
+    #[test]
+    fn captured_v1_run_fails_on_the_v2_promises_only() {
+        // A real run of this probe and agent on the v1 series: everything
+        // v1 shares with v2 passes, and each changed promise fails, saying
+        // why. The stock guest's ioctl fell into a moment when the
+        // parameter was off, which a v1 host applies to running VMs too.
+        let mut e = evidence(&fixture("report-v1.log"), Some(&fixture("trace-v1.txt")));
+        e.stock = Stock::Ran {
+            release: "6.12.117+deb12-cloud-amd64".into(),
+            console: String::new(),
+            module_warnings: vec![],
+        };
+        e.kselftest = Kselftest::Missing(crate::kselftest::SOURCE.into());
+        let checks = judge(&e);
+        let mut failed: Vec<&str> = checks
             .iter()
-            .any(|c| c.name == "stock_trace_greeting" && c.verdict == Verdict::Pass));
+            .filter(|c| c.verdict == Verdict::Fail)
+            .map(|c| c.name.as_str())
+            .collect();
+        failed.sort();
+        assert_eq!(
+            failed,
+            [
+                "param_off_vm_keeps_abi",
+                "param_off_vm_keeps_module_ioctl_raw",
+                "param_off_vm_keeps_module_read",
+                "param_off_vm_keeps_trace",
+                "stock_module_ioctl_raw",
+                "stock_trace_greeting",
+                "syscall_flags_reserved",
+                "syscall_kselftest",
+                "syscall_null_with_length",
+            ],
+            "{checks:#?}"
+        );
+        let detail = |name: &str| checks.iter().find(|c| c.name == name).unwrap().detail.as_str();
+        assert!(detail("syscall_flags_reserved").contains("flags argument was ignored"));
+        assert!(detail("syscall_null_with_length").contains("NULL with a length"));
+        assert!(detail("param_off_vm_keeps_abi").contains("once per VM"));
+        assert!(detail("param_off_vm_keeps_trace").starts_with("3 hello hypercalls after"));
+        assert!(detail("syscall_kselftest").contains("has no tools/testing/selftests/x86/hello_hypercall.c"));
     }
 
     #[test]
@@ -871,7 +1162,11 @@ mod tests {
             module_warnings: vec![],
         };
         let checks = judge(&e);
-        for name in ["host_trace_greeting", "disabled_no_trace", "stock_trace_greeting"] {
+        for name in [
+            "host_trace_greeting",
+            "param_off_vm_keeps_trace",
+            "stock_trace_greeting",
+        ] {
             let c = checks.iter().find(|c| c.name == name).unwrap();
             assert_eq!(c.verdict, Verdict::Fail, "{name}");
             assert!(c.detail.contains("did not report the"), "{}", c.detail);
@@ -901,6 +1196,7 @@ mod tests {
             Some(&fixture("trace-unpatched.txt")),
         );
         e.hc_nr = None;
+        e.kselftest = Kselftest::NotBuilt("--unpatched".into());
         let checks = judge(&e);
         assert_eq!(overall(&checks), Verdict::Fail);
         for name in [
@@ -908,11 +1204,18 @@ mod tests {
             "syscall_greeting",
             "host_trace_greeting",
             "host_trace_kvm_hypercall",
+            "param_off_vm_keeps_module_read",
+            "param_off_vm_keeps_trace",
+            "syscall_kselftest",
         ] {
             assert_eq!(verdict_of(&checks, name), Verdict::Fail, "{name}");
         }
-        let greeting = checks.iter().find(|c| c.name == "syscall_greeting").unwrap();
-        assert!(greeting.detail.contains("ENOSYS"), "{}", greeting.detail);
+        let detail = |name: &str| checks.iter().find(|c| c.name == name).unwrap().detail.as_str();
+        assert!(detail("syscall_greeting").contains("ENOSYS"));
+        // Without the series the host never had the hypercall: no talk of
+        // a VM losing it.
+        assert!(detail("param_off_vm_keeps_module_read").contains("an unpatched host"));
+        assert!(detail("syscall_kselftest").starts_with("not built"));
     }
 
     #[test]
@@ -932,6 +1235,243 @@ mod tests {
         let checks = judge(&e);
         let l2 = checks.iter().find(|c| c.name == "l2_run").unwrap();
         assert!(l2.detail.starts_with("CRASH: L2 panicked"), "{}", l2.detail);
+    }
+
+    fn call(case: &str, ret: i64, errno: i32, data: &str) -> Call {
+        Call {
+            case: case.into(),
+            ret,
+            errno,
+            data: data.into(),
+            canary_intact: true,
+        }
+    }
+
+    #[test]
+    fn refused_calls_must_store_nothing() {
+        let want = Want::Errno(EINVAL);
+        let ok = call("root_flags", -1, EINVAL, "");
+        assert_eq!(
+            syscall_check("syscall_flags_reserved", Some(&ok), &want, true).verdict,
+            Verdict::Pass
+        );
+        let written = Call {
+            canary_intact: false,
+            ..ok.clone()
+        };
+        let c = syscall_check("syscall_flags_reserved", Some(&written), &want, true);
+        assert_eq!(c.verdict, Verdict::Fail);
+        assert!(c.detail.contains("yet the buffer was written"), "{}", c.detail);
+    }
+
+    #[test]
+    fn v1_answers_are_explained() {
+        let greeting = Want::Stored(12, "Hello World\\x00");
+        let flags = syscall_check(
+            "syscall_flags_reserved",
+            Some(&call("root_flags", 12, 0, "Hello World\\x00")),
+            &Want::Errno(EINVAL),
+            true,
+        );
+        assert!(
+            flags.detail.contains("flags argument was ignored"),
+            "{}",
+            flags.detail
+        );
+        let null = syscall_check(
+            "syscall_null_with_length",
+            Some(&call("root_null_len", 0, 0, "")),
+            &Want::Errno(EINVAL),
+            true,
+        );
+        assert!(null.detail.contains("NULL with a length"), "{}", null.detail);
+        let off = syscall_check(
+            "param_off_vm_keeps_abi",
+            Some(&call("param_off_buf", -1, EOPNOTSUPP, "")),
+            &greeting,
+            true,
+        );
+        assert_eq!(off.verdict, Verdict::Fail);
+        assert!(
+            off.detail.contains("took the hypercall from a VM created while"),
+            "{}",
+            off.detail
+        );
+        let raw = syscall_check(
+            "param_off_vm_keeps_module_ioctl_raw",
+            Some(&call("param_off_module_ioctl_raw", -1000, 0, "")),
+            &Want::Ret(0),
+            true,
+        );
+        assert!(raw.detail.contains("once per VM"), "{}", raw.detail);
+        // A host without the series never had the hypercall to take away.
+        let unpatched = syscall_check(
+            "param_off_vm_keeps_module_ioctl_raw",
+            Some(&call("param_off_module_ioctl_raw", -1000, 0, "")),
+            &Want::Ret(0),
+            false,
+        );
+        assert!(
+            unpatched.detail.contains("an unpatched host"),
+            "{}",
+            unpatched.detail
+        );
+    }
+
+    fn main_trace(after_flip: &str) -> Trace {
+        let text = format!(
+            " q-71 (     70) [000] ..... 1.1: kvm_hypercall: nr 0xd a0 0x1000 a1 0xc a2 0x0 a3 0x0
+ q-71 (     70) [000] ..... 1.2: __kvm_emulate_hypercall: Hello World
+ agent-1 (      1) [000] ..... 2.0: tracing_mark_write: hello-hypercall: phase disabled
+{after_flip}"
+        );
+        let owners = trace::Owners {
+            main: Some(70),
+            others: vec![],
+        };
+        trace::parse(&text, &owners)
+    }
+
+    const CALL: &str =
+        " q-71 (     70) [000] ..... 3.0: kvm_hypercall: nr 0xd a0 0x1000 a1 0xc a2 0x0 a3 0x0\n";
+    const HELLO: &str = " q-71 (     70) [000] ..... 3.1: __kvm_emulate_hypercall: Hello World\n";
+
+    fn param_off_trace(after_flip: &str, calls: usize) -> Check {
+        let t = main_trace(after_flip);
+        trace_checks(Some(&t), None, Some(13), calls).pop().unwrap()
+    }
+
+    #[test]
+    fn the_main_vm_keeps_its_trace_after_the_flip() {
+        let two = [CALL, HELLO, CALL, HELLO].concat();
+        let c = param_off_trace(&two, 2);
+        assert_eq!(c.name, "param_off_vm_keeps_trace");
+        assert_eq!(c.verdict, Verdict::Pass, "{}", c.detail);
+        assert!(c
+            .detail
+            .contains("2 kvm_hypercall events, 2 \"Hello World\" lines"));
+        // v1: the calls reached the host, which refused them.
+        let v1 = param_off_trace(&[CALL, CALL].concat(), 2);
+        assert_eq!(v1.verdict, Verdict::Fail);
+        assert!(v1.detail.contains("took the hypercall"), "{}", v1.detail);
+        // One greeting too many, or a call that never reached the host.
+        assert_eq!(
+            param_off_trace(&[two.as_str(), HELLO].concat(), 2).verdict,
+            Verdict::Fail
+        );
+        assert_eq!(param_off_trace(&two, 3).verdict, Verdict::Fail);
+        // No calls reported: nothing proven.
+        let none = param_off_trace("", 0);
+        assert!(none.detail.starts_with("NO RESULT"), "{}", none.detail);
+        // No marker: the flip cannot be placed.
+        let t = main_trace("");
+        let mut t2 = t;
+        t2.phases.retain(|(n, _)| n != "disabled");
+        let c = trace_checks(Some(&t2), None, Some(13), 2).pop().unwrap();
+        assert!(c.detail.contains("marker is missing"), "{}", c.detail);
+    }
+
+    fn ran(status: Option<i32>, signal: Option<i32>, timed_out: bool, output: &str) -> Vec<Event> {
+        vec![Event::L2Test {
+            name: proto::KSELFTEST_FILE.into(),
+            status,
+            signal,
+            timed_out,
+            seconds: 0.5,
+            output: output.into(),
+            truncated: false,
+        }]
+    }
+
+    fn kselftest_verdict(k: &Kselftest, events: &[Event]) -> (Verdict, String) {
+        let checks = kselftest_checks(k, events, None);
+        let c = checks.last().unwrap();
+        assert_eq!(c.name, "syscall_kselftest");
+        (c.verdict, c.detail.clone())
+    }
+
+    #[test]
+    fn the_kselftest_passes_only_on_ktap_evidence() {
+        let built = Kselftest::Built { warnings: vec![] };
+        let good = "TAP version 13\n1..2\nok 1 greeting\nok 2 # SKIP no nobody user\n# Totals: pass:1 fail:0 xfail:0 xpass:0 skip:1 error:0\n";
+        let checks = kselftest_checks(&built, &ran(Some(0), None, false, good), None);
+        let got: Vec<(&str, Verdict)> = checks.iter().map(|c| (c.name.as_str(), c.verdict)).collect();
+        assert_eq!(
+            got,
+            [
+                ("syscall_kselftest: greeting", Verdict::Pass),
+                ("syscall_kselftest: no nobody user", Verdict::Skip),
+                ("syscall_kselftest", Verdict::Pass),
+            ]
+        );
+        let cases = [
+            (
+                ran(Some(0), None, false, "hello\n"),
+                "NO RESULT: exit 0 without KTAP",
+            ),
+            (ran(Some(0), None, false, ""), "NO RESULT: exit 0 without KTAP"),
+            (
+                ran(None, Some(11), false, "1..2\nok 1 a\n"),
+                "CRASH: killed by signal 11",
+            ),
+            (
+                ran(Some(0), None, false, "1..3\nok 1 a\n"),
+                "CRASH: 2 of 3 planned",
+            ),
+            (ran(None, Some(9), true, "1..3\n"), "TIMEOUT"),
+            (
+                ran(Some(4), None, false, "1..0 # SKIP not on KVM\n"),
+                "exit 4 (KSFT_SKIP)",
+            ),
+            (ran(Some(1), None, false, "1..1\nnot ok 1 a\n"), "exit Some(1)"),
+            (
+                ran(Some(0), None, false, "1..1\nnot ok 1 a\n"),
+                "1 case(s) not ok",
+            ),
+            (
+                ran(Some(0), None, false, "1..1\nok 1 # SKIP a\n"),
+                "no case passed",
+            ),
+            (
+                ran(Some(0), None, false, "1..1\nBail out! no syscall\n"),
+                "bailed out",
+            ),
+            (vec![], "NO RESULT: the probe did not report"),
+        ];
+        for (events, want) in cases {
+            let (v, detail) = kselftest_verdict(&built, &events);
+            assert_eq!(v, Verdict::Fail, "{want}: {detail}");
+            assert!(detail.contains(want), "want {want:?} in {detail:?}");
+        }
+        let warned = Kselftest::Built {
+            warnings: vec!["x.c:1: warning: unused".into()],
+        };
+        let (v, detail) = kselftest_verdict(&warned, &ran(Some(0), None, false, good));
+        assert!(
+            v == Verdict::Fail && detail.contains("-Wall warnings"),
+            "{detail}"
+        );
+    }
+
+    #[test]
+    fn a_kselftest_that_is_not_there_fails_by_name() {
+        let missing = Kselftest::Missing("tools/testing/selftests/x86/hello_hypercall.c".into());
+        let (v, detail) = kselftest_verdict(&missing, &[]);
+        assert_eq!(v, Verdict::Fail);
+        assert!(
+            detail.contains("no tools/testing/selftests/x86/hello_hypercall.c"),
+            "{detail}"
+        );
+        let (v, detail) = kselftest_verdict(&Kselftest::NotBuilt("--unpatched".into()), &[]);
+        assert!(
+            v == Verdict::Fail && detail.starts_with("not built: --unpatched"),
+            "{detail}"
+        );
+        let (v, detail) = kselftest_verdict(&Kselftest::BuildFailed("gcc failed".into()), &[]);
+        assert!(
+            v == Verdict::Fail && detail.contains("did not build: gcc failed"),
+            "{detail}"
+        );
     }
 
     #[test]
