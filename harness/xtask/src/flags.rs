@@ -86,6 +86,14 @@ pub struct E2eArgs {
 pub struct PatchesArgs {
     #[command(flatten)]
     pub kernel: KernelArgs,
+    /// Write the series into DIR (new or empty) ready for `git send-email`,
+    /// with --signoff as its From: and Signed-off-by: instead of the
+    /// repository's placeholder author.
+    #[arg(long, value_name = "DIR", requires = "signoff")]
+    pub export: Option<PathBuf>,
+    /// The identity --export signs with, "Full Name <addr@host>".
+    #[arg(long, value_name = "NAME <ADDR>", requires = "export")]
+    pub signoff: Option<String>,
 }
 
 #[derive(Args, Debug)]
