@@ -56,6 +56,7 @@ pub fn run(args: &CiArgs) -> Result<ExitCode> {
             kernel,
             export: None,
             signoff: None,
+            each: false,
         };
         step(&name, expect_success(patches::run(&only_check)));
     }

@@ -94,6 +94,10 @@ pub struct PatchesArgs {
     /// The identity --export signs with, "Full Name <addr@host>".
     #[arg(long, value_name = "NAME <ADDR>", requires = "export")]
     pub signoff: Option<String>,
+    /// Prove the series bisectable: every prefix builds with the host and
+    /// the guest config (W=1, KVM_WERROR) and passes checkpatch --strict.
+    #[arg(long, conflicts_with = "export")]
+    pub each: bool,
 }
 
 #[derive(Args, Debug)]

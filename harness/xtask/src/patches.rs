@@ -3,9 +3,11 @@
 //! The series lives in patches/v<version>/ as `git format-patch` output with
 //! a `series` file naming the apply order. It is applied with `git am
 //! --3way` in a worktree of its own, so the base checkout is never touched.
-//! `--export` (the series for `git send-email`, signed off by its sender)
-//! lives in a submodule.
+//! Two more verbs live in submodules: `--export` (the series for `git
+//! send-email`, signed off by its sender) and `--each` (every prefix of the
+//! series builds and passes checkpatch).
 
+mod each;
 mod export;
 
 use std::path::{Path, PathBuf};
@@ -330,6 +332,9 @@ pub fn checkpatch_one(
 pub fn run(args: &PatchesArgs) -> Result<ExitCode> {
     if let (Some(dir), Some(signoff)) = (&args.export, &args.signoff) {
         return export::run(args, dir, signoff);
+    }
+    if args.each {
+        return each::run(args);
     }
     let _lock = layout::lock()?;
     let sh = Shell::new()?;
