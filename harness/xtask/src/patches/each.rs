@@ -59,7 +59,7 @@ use crate::{deps, layout};
 
 /// Part of every cache key: bump it when the rules below change, so that
 /// results judged by old rules are not reused.
-const RULES: &str = "each-v1";
+const RULES: &str = "each-v2";
 
 const HOST: usize = 0;
 const GUEST: usize = 1;
@@ -504,10 +504,7 @@ impl<'a> Walk<'a> {
                 &["-Otarget", &format!("-j{jobs}"), "W=1", "prepare"],
                 progress,
             )?;
-            state.steps.extend(diag::attribute(
-                &out,
-                &[&self.worktree.to_string_lossy(), &dir.to_string_lossy()],
-            ));
+            state.steps.extend(attribute(&out, &[&self.worktree, &dir]));
         }
         let goals = self.goals(&dir, &mut state, &mut notes, progress)?;
         if goals.is_empty() {
@@ -528,7 +525,7 @@ impl<'a> Walk<'a> {
         args.extend(goals.iter().cloned());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let (make_ok, out) = self.make(&dir, &args, progress)?;
-        let mut steps = diag::attribute(&out, &[&self.worktree.to_string_lossy(), &dir.to_string_lossy()]);
+        let mut steps = attribute(&out, &[&self.worktree, &dir]);
         // make's own errors belong to this build only.
         state
             .steps
@@ -715,12 +712,8 @@ impl<'a> Walk<'a> {
         let hostdir = host.dir.clone();
         progress.say("make headers");
         let (headers_ok, out) = self.make(&hostdir, &["-s", "headers"], progress)?;
-        let strip = [
-            self.worktree.to_string_lossy().into_owned(),
-            hostdir.to_string_lossy().into_owned(),
-        ];
         if !headers_ok {
-            let diags = diag::attribute(&out, &[&strip[0], &strip[1]]);
+            let diags = attribute(&out, &[&self.worktree, &hostdir]);
             return Ok(self.judge(k, SELFTESTS, diags, false, &out, vec![], vec![]));
         }
         let output = self.cache.join("selftests");
@@ -754,8 +747,7 @@ impl<'a> Walk<'a> {
             &mut log,
             format!("=== make {} ({status})\n{text}", args.join(" ")).as_bytes(),
         )?;
-        let out_dir = output.to_string_lossy().into_owned();
-        let diags = diag::attribute(&text, &[&strip[0], &strip[1], &out_dir]);
+        let diags = attribute(&text, &[&self.worktree, &hostdir, &output]);
         Ok(self.judge(k, SELFTESTS, diags, status.success(), &text, vec![], vec![]))
     }
 
@@ -846,9 +838,16 @@ impl<'a> Walk<'a> {
                         "    {}: {}: {}",
                         name(k),
                         COLUMNS[c],
-                        r.first
-                            .as_deref()
-                            .unwrap_or("(no error line; see target/xtask/each/*/each.log)")
+                        r.first.as_deref().map_or_else(
+                            || format!("(no error line; see {})", self.log.display()),
+                            // Paths relative to the tree read better; the
+                            // line numbers are those of this prefix.
+                            |l| {
+                                let real = self.worktree.canonicalize().unwrap_or(self.worktree.clone());
+                                l.replace(&format!("{}/", real.display()), "")
+                                    .replace(&format!("{}/", self.worktree.display()), "")
+                            }
+                        )
                     ));
                 }
                 if k == 0 && r.outcome == Outcome::BaseBroken {
@@ -894,6 +893,21 @@ impl<'a> Walk<'a> {
         }
         out
     }
+}
+
+/// [`diag::attribute`] with `dirs` stripped as given and as make sees
+/// them: make runs in the physical directory, so a symlink on the way
+/// (target/ may be one) is resolved in what the compiler prints.
+fn attribute(output: &str, dirs: &[&Path]) -> ByStep {
+    let mut strip: Vec<String> = Vec::new();
+    for d in dirs {
+        strip.push(d.to_string_lossy().into_owned());
+        if let Ok(real) = d.canonicalize() {
+            strip.push(real.to_string_lossy().into_owned());
+        }
+    }
+    let strip: Vec<&str> = strip.iter().map(String::as_str).collect();
+    diag::attribute(output, &strip)
 }
 
 fn write_state(file: &Path, state: &DirState) -> Result<()> {
@@ -955,6 +969,24 @@ mod tests {
         assert!(in_scope(MAKE, &goals));
         assert!(!in_scope("arch/x86/kernel/kvm.o", &goals));
         assert!(!in_scope("kernel/sys.o", &goals));
+    }
+
+    #[test]
+    fn physical_and_symlinked_paths_are_stripped() {
+        let base = std::env::temp_dir().join(format!("hh-each-test-{}", std::process::id()));
+        let real = base.join("real");
+        std::fs::create_dir_all(&real).unwrap();
+        let link = base.join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let out = format!(
+            "  CC      a.o\n{}/a.c:1:2: warning: x [-Wx]\n{}/a.c:3:4: warning: x [-Wx]\n",
+            real.display(),
+            link.display()
+        );
+        let steps = attribute(&out, &[&link]);
+        std::fs::remove_dir_all(&base).unwrap();
+        let keys: Vec<&str> = steps["a.o"].iter().map(|d| d.key.as_str()).collect();
+        assert_eq!(keys, vec!["a.c: warning: x [-Wx]", "a.c: warning: x [-Wx]"]);
     }
 
     #[test]
