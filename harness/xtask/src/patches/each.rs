@@ -145,10 +145,11 @@ pub fn run(args: &PatchesArgs) -> Result<ExitCode> {
     print!("{report}");
     std::fs::write(walk.cache.join("table.txt"), &report).context("write table.txt")?;
     println!(
-        "each on {}: {} ({} checks run, {} from {})",
+        "each on {}: {} ({} checks run, {} inherited from the prefix before, {} from {})",
         source.name,
         human(started.elapsed()),
         walk.ran,
+        walk.inherited,
         walk.cached,
         walk.cache.display()
     );
@@ -181,6 +182,8 @@ struct Walk<'a> {
     at: Option<usize>,
     results: Vec<[Option<Record>; 4]>,
     ran: usize,
+    /// Checks of a patch that cannot change them, which take the previous prefix's result.
+    inherited: usize,
     cached: usize,
 }
 
@@ -296,6 +299,7 @@ impl<'a> Walk<'a> {
             at: None,
             results: vec![[None, None, None, None]; series.patches.len() + 1],
             ran: 0,
+            inherited: 0,
             cached: 0,
         })
     }
@@ -373,6 +377,7 @@ impl<'a> Walk<'a> {
                 _ => false,
             };
         let record = if inherit {
+            self.inherited += 1;
             let mut r = self.results[k - 1][column]
                 .clone()
                 .context("the previous prefix's result")?;
