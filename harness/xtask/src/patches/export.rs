@@ -510,7 +510,7 @@ mod tests {
             }
         );
         assert_eq!(ada().to_string(), "Ada Lovelace <ada@lovelace.name>");
-        assert!(Identity::parse("Jörg Rödel <joro+kvm@8bytes.org>").is_ok());
+        assert!(Identity::parse("Zoë Ångström <zoe+kvm@angstrom-lab.net>").is_ok());
         let refused = [
             (PLACEHOLDER, "placeholder"),
             ("Ada <devel@hello-hypercall.example.org>", "placeholder"),
