@@ -120,6 +120,32 @@ impl Plan {
 /// scratch directory, and the build directory's .config is replaced only
 /// when it differs, so an unchanged config triggers no rebuild.
 pub fn configure(sh: &Shell, plan: &Plan, log: &Path, progress: &Progress) -> Result<()> {
+    let (config, missing) = olddefconfig(sh, plan, log, progress)?;
+    if !missing.is_empty() {
+        bail!(
+            "{} kernel config: olddefconfig dropped {} requested option(s), probably unmet dependencies:\n  {}\n  \
+             fragments: {}\n  fix: add what they depend on to the fragment (see `make menuconfig` help for each)",
+            plan.role.name(),
+            missing.len(),
+            missing.join("\n  "),
+            plan.fragments.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ")
+        );
+    }
+    install_config(sh, plan, &config)
+}
+
+/// Like [`configure`], but installs the result whatever olddefconfig
+/// dropped and returns the dropped options for the caller to judge (a
+/// prefix of the series may not define an option yet).
+pub fn configure_keeping(sh: &Shell, plan: &Plan, log: &Path, progress: &Progress) -> Result<Vec<String>> {
+    let (config, missing) = olddefconfig(sh, plan, log, progress)?;
+    install_config(sh, plan, &config)?;
+    Ok(missing)
+}
+
+/// tinyconfig plus the fragments through olddefconfig, in the scratch
+/// directory: the resulting .config and the requested options it lacks.
+fn olddefconfig(sh: &Shell, plan: &Plan, log: &Path, progress: &Progress) -> Result<(String, Vec<String>)> {
     let scratch = plan.sibling("kconfig");
     sh.create_dir(&scratch)?;
     progress.say(format!("{}: tinyconfig", plan.role.name()));
@@ -136,20 +162,14 @@ pub fn configure(sh: &Shell, plan: &Plan, log: &Path, progress: &Progress) -> Re
     make(&plan.src, &scratch, &["olddefconfig"], log, progress)?;
     let result = std::fs::read_to_string(scratch.join(".config"))?;
     let missing = kconfig::missing(&wanted, &result);
-    if !missing.is_empty() {
-        bail!(
-            "{} kernel config: olddefconfig dropped {} requested option(s), probably unmet dependencies:\n  {}\n  \
-             fragments: {}\n  fix: add what they depend on to the fragment (see `make menuconfig` help for each)",
-            plan.role.name(),
-            missing.len(),
-            missing.join("\n  "),
-            plan.fragments.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ")
-        );
-    }
+    Ok((result, missing))
+}
+
+fn install_config(sh: &Shell, plan: &Plan, config: &str) -> Result<()> {
     let current = std::fs::read_to_string(plan.dir.join(".config")).unwrap_or_default();
-    if current != result {
+    if current != config {
         sh.create_dir(&plan.dir)?;
-        std::fs::write(plan.dir.join(".config"), result)?;
+        std::fs::write(plan.dir.join(".config"), config)?;
     }
     Ok(())
 }

@@ -86,6 +86,18 @@ pub struct E2eArgs {
 pub struct PatchesArgs {
     #[command(flatten)]
     pub kernel: KernelArgs,
+    /// Write the series into DIR (new or empty) ready for `git send-email`,
+    /// with --signoff as its From: and Signed-off-by: instead of the
+    /// repository's placeholder author.
+    #[arg(long, value_name = "DIR", requires = "signoff")]
+    pub export: Option<PathBuf>,
+    /// The identity --export signs with, "Full Name <addr@host>".
+    #[arg(long, value_name = "NAME <ADDR>", requires = "export")]
+    pub signoff: Option<String>,
+    /// Prove the series bisectable: every prefix builds with the host and
+    /// the guest config (W=1, KVM_WERROR) and passes checkpatch --strict.
+    #[arg(long, conflicts_with = "export")]
+    pub each: bool,
 }
 
 #[derive(Args, Debug)]

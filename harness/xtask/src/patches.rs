@@ -3,6 +3,12 @@
 //! The series lives in patches/v<version>/ as `git format-patch` output with
 //! a `series` file naming the apply order. It is applied with `git am
 //! --3way` in a worktree of its own, so the base checkout is never touched.
+//! Two more verbs live in submodules: `--export` (the series for `git
+//! send-email`, signed off by its sender) and `--each` (every prefix of the
+//! series builds and passes checkpatch).
+
+mod each;
+mod export;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -112,9 +118,32 @@ pub fn apply(sh: &Shell, source: &Source, series: &Series, progress: &Progress) 
             );
         }
     }
-    let scratch = layout::sources().join(format!("{}-am", source.name));
-    checkout(sh, source, &scratch, &source.base, progress)?;
+    let scratch = scratch(source);
     let _ = std::fs::remove_file(&stamp);
+    let commits = am(sh, source, series, &scratch, progress)?;
+    let patched = commits.last().cloned().unwrap_or_else(|| source.base.clone());
+    progress.say("check out the patched tree");
+    checkout(sh, source, &worktree, &patched, progress)?;
+    std::fs::write(&stamp, key)?;
+    Ok(worktree)
+}
+
+/// The worktree in which series are applied: put at the base before every
+/// use, and shared by the verbs, which the run lock keeps apart.
+pub fn scratch(source: &Source) -> PathBuf {
+    layout::sources().join(format!("{}-am", source.name))
+}
+
+/// Applies the series with `git am --3way` in `scratch`, put at the base
+/// first, and returns the commits it made, in order.
+pub fn am(
+    sh: &Shell,
+    source: &Source,
+    series: &Series,
+    scratch: &Path,
+    progress: &Progress,
+) -> Result<Vec<String>> {
+    checkout(sh, source, scratch, &source.base, progress)?;
     progress.say("git am --3way");
     let patches = series.paths();
     let out = cmd!(
@@ -137,11 +166,11 @@ pub fn apply(sh: &Shell, source: &Source, series: &Series, progress: &Progress) 
             .run();
         bail!("{}", am_failure(&text, series));
     }
-    let patched = cmd!(sh, "git -C {scratch} rev-parse HEAD").quiet().read()?;
-    progress.say("check out the patched tree");
-    checkout(sh, source, &worktree, &patched, progress)?;
-    std::fs::write(&stamp, key)?;
-    Ok(worktree)
+    let base = &source.base;
+    let commits = cmd!(sh, "git -C {scratch} rev-list --reverse {base}..HEAD")
+        .quiet()
+        .read()?;
+    Ok(commits.lines().map(String::from).collect())
 }
 
 /// Puts a worktree of `source`'s repository at `commit`, creating it if
@@ -264,31 +293,49 @@ pub fn parse_checkpatch(output: &str) -> Verdict {
 pub fn checkpatch(sh: &Shell, tree: &Path, series: &Series) -> Result<Vec<(String, Verdict, Vec<String>)>> {
     let cover = std::fs::read_to_string(series.dir.join("0000-cover-letter.patch"))
         .context("read the cover letter")?;
+    let mut results = Vec::new();
+    for (name, path) in series.patches.iter().zip(series.paths()) {
+        let (verdict, unjustified, _) = checkpatch_one(sh, tree, &path, &cover)?;
+        results.push((name.clone(), verdict, unjustified));
+    }
+    Ok(results)
+}
+
+/// checkpatch --strict on one patch: its verdict, the message types the
+/// cover letter does not justify, and checkpatch's output.
+pub fn checkpatch_one(
+    sh: &Shell,
+    tree: &Path,
+    patch: &Path,
+    cover: &str,
+) -> Result<(Verdict, Vec<String>, String)> {
     let script = tree.join("scripts/checkpatch.pl");
     let _dir = sh.push_dir(tree);
     // spdxcheck.py needs Debian's python3 and its ply and git modules,
     // not whatever python3 comes first on PATH (pyenv, a venv).
     let path = format!("/usr/bin:{}", std::env::var("PATH").unwrap_or_default());
     let _path = sh.push_env("PATH", path);
-    let mut results = Vec::new();
-    for (name, path) in series.patches.iter().zip(series.paths()) {
-        let out = cmd!(sh, "perl {script} --strict --show-types --color=never {path}")
-            .quiet()
-            .ignore_status()
-            .read()?;
-        let verdict = parse_checkpatch(&out);
-        let unjustified = verdict
-            .types
-            .iter()
-            .filter(|t| !cover.contains(t.split(':').nth(1).unwrap_or(t)))
-            .cloned()
-            .collect();
-        results.push((name.clone(), verdict, unjustified));
-    }
-    Ok(results)
+    let out = cmd!(sh, "perl {script} --strict --show-types --color=never {patch}")
+        .quiet()
+        .ignore_status()
+        .read()?;
+    let verdict = parse_checkpatch(&out);
+    let unjustified = verdict
+        .types
+        .iter()
+        .filter(|t| !cover.contains(t.split(':').nth(1).unwrap_or(t)))
+        .cloned()
+        .collect();
+    Ok((verdict, unjustified, out))
 }
 
 pub fn run(args: &PatchesArgs) -> Result<ExitCode> {
+    if let (Some(dir), Some(signoff)) = (&args.export, &args.signoff) {
+        return export::run(args, dir, signoff);
+    }
+    if args.each {
+        return each::run(args);
+    }
     let _lock = layout::lock()?;
     let sh = Shell::new()?;
     let mut stages = Stages::default();
