@@ -34,6 +34,8 @@ const FILES: &[(&str, &str)] = &[
     ("/usr/include/libelf.h", "libelf-dev"),
     ("/usr/include/openssl/ssl.h", "libssl-dev"),
     ("/usr/lib/x86_64-linux-gnu/libc.a", "libc6-dev"),
+    // 7.3's KVM selftests link the VFIO selftests' library, which uses libuuid.
+    ("/usr/include/uuid/uuid.h", "uuid-dev"),
     // checkpatch's SPDX check runs scripts/spdxcheck.py with Debian's python3.
     ("/usr/lib/python3/dist-packages/ply", "python3-ply"),
     ("/usr/lib/python3/dist-packages/git", "python3-git"),
