@@ -29,6 +29,18 @@
 #include <linux/uaccess.h>
 #include <asm/hypervisor.h>
 #include <asm/processor.h>
+/*
+ * Newer kernels (7.3) keep cpuid_eax() and the lookup of a hypervisor's
+ * CPUID leaves in <asm/cpuid/api.h>, which <asm/processor.h> no longer
+ * includes, and name the lookup cpuid_base_hypervisor().  Its iterator
+ * macro, defined beside it, tells which name this kernel has.
+ */
+#if __has_include("asm/cpuid/api.h")
+#include <asm/cpuid/api.h>
+#endif
+#ifdef for_each_possible_cpuid_base_hypervisor
+#define hypervisor_cpuid_base cpuid_base_hypervisor
+#endif
 
 #include "hello_hypercall.h"
 

@@ -1,12 +1,14 @@
 //! `cargo xtask ci`: everything CI runs, in the order that fails fastest.
 //!
 //! Format, clippy and unit tests; the series applied and checkpatched on
-//! every base; the E2E on 6.12 and 6.1, which must pass; and the negative
-//! control on unpatched 6.12, which must fail for the documented reasons.
+//! every base; the E2E on 6.12, 6.1 and 7.3, which must pass; and the
+//! negative control on unpatched 6.12 and 7.3, which must fail for the
+//! documented reasons.
 
 use std::process::ExitCode;
 
 use anyhow::Result;
+use clap::ValueEnum;
 use xshell::{cmd, Shell};
 
 use crate::flags::{Accel, CiArgs, E2eArgs, KernelArgs, KernelVersion, PatchesArgs};
@@ -45,7 +47,7 @@ pub fn run(args: &CiArgs) -> Result<ExitCode> {
             .run()
             .map_err(Into::into),
     );
-    for version in [KernelVersion::V6_12, KernelVersion::V6_1] {
+    for &version in KernelVersion::value_variants() {
         let name = format!("patches {}", version.name());
         let kernel = KernelArgs {
             kernel: version,
@@ -61,12 +63,9 @@ pub fn run(args: &CiArgs) -> Result<ExitCode> {
         step(&name, expect_success(patches::run(&only_check)));
     }
     if !args.no_e2e {
-        step("e2e 6.12", e2e_expect(KernelVersion::V6_12, false));
-        step(
-            "e2e 6.12 --unpatched (negative control)",
-            e2e_expect(KernelVersion::V6_12, true),
-        );
-        step("e2e 6.1", e2e_expect(KernelVersion::V6_1, false));
+        for &(version, unpatched) in E2E_RUNS {
+            step(&e2e_name(version, unpatched), e2e_expect(version, unpatched));
+        }
     }
 
     let failed: Vec<&str> = results
@@ -85,6 +84,27 @@ pub fn run(args: &CiArgs) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The E2E runs, in the order that fails fastest: the default base and its
+/// negative control first, then 6.1, then 7.3, whose source is fetched
+/// from trixie-backports and which is the one most likely to be cold.
+/// 7.3's negative control tells its checks apart on the newest base too.
+const E2E_RUNS: &[(KernelVersion, bool)] = &[
+    (KernelVersion::V6_12, false),
+    (KernelVersion::V6_12, true),
+    (KernelVersion::V6_1, false),
+    (KernelVersion::V7_3, false),
+    (KernelVersion::V7_3, true),
+];
+
+fn e2e_name(version: KernelVersion, unpatched: bool) -> String {
+    let control = if unpatched {
+        " --unpatched (negative control)"
+    } else {
+        ""
+    };
+    format!("e2e {}{control}", version.name())
 }
 
 fn expect_success(result: Result<ExitCode>) -> Result<()> {
@@ -133,5 +153,29 @@ fn e2e_expect(kernel: KernelVersion, unpatched: bool) -> Result<()> {
         (true, v) => anyhow::bail!(
             "the unpatched run did not fail ({v:?}): the checks cannot tell a patched kernel apart"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_base_passes_its_e2e_and_two_have_a_negative_control() {
+        for &version in KernelVersion::value_variants() {
+            assert!(E2E_RUNS.contains(&(version, false)), "no e2e {}", version.name());
+        }
+        let controls: Vec<String> = E2E_RUNS
+            .iter()
+            .filter(|(_, unpatched)| *unpatched)
+            .map(|&(v, u)| e2e_name(v, u))
+            .collect();
+        assert_eq!(
+            controls,
+            [
+                "e2e 6.12 --unpatched (negative control)",
+                "e2e 7.3 --unpatched (negative control)"
+            ]
+        );
     }
 }

@@ -33,6 +33,10 @@ pub enum KernelVersion {
     V6_12,
     #[value(name = "6.1")]
     V6_1,
+    /// From trixie-backports, which this Debian 12 system does not use:
+    /// fetched under target/ (see debian.rs).
+    #[value(name = "7.3")]
+    V7_3,
 }
 
 /// How L1 is accelerated.

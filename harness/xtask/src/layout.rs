@@ -29,6 +29,16 @@ pub fn kernels() -> PathBuf {
     target().join("kernels")
 }
 
+/// Private apt configurations, one per Debian suite the system does not use.
+pub fn apt() -> PathBuf {
+    target().join("apt")
+}
+
+/// Debian packages unpacked (never installed), one directory each.
+pub fn debian() -> PathBuf {
+    target().join("debian")
+}
+
 /// Reports, runs and benchmark figures.
 pub fn xtask() -> PathBuf {
     target().join("xtask")
@@ -53,6 +63,7 @@ impl KernelVersion {
         match self {
             KernelVersion::V6_12 => "6.12",
             KernelVersion::V6_1 => "6.1",
+            KernelVersion::V7_3 => "7.3",
         }
     }
 }

@@ -8,6 +8,7 @@
 mod bench;
 mod build;
 mod ci;
+mod debian;
 mod deps;
 mod e2e;
 mod flags;

@@ -10,14 +10,21 @@ use xshell::{cmd, Shell};
 use crate::build::Plan;
 use crate::stage::Progress;
 
-/// The tests the series adds or extends, relative to the kvm selftests dir.
-const TESTS: &[&str] = &["x86_64/hello_hypercall_test", "x86_64/kvm_pv_test"];
+/// The tests the series adds or extends. Their file names name their logs
+/// and checks, the same on every base.
+const TESTS: &[&str] = &["hello_hypercall_test", "kvm_pv_test"];
+
+/// A test the unpatched tree already lists, whose entry shows where the x86
+/// tests live.
+const LISTED: &str = "kvm_pv_test";
 
 /// Builds the tests and returns their paths. Cached by the host build's
 /// key, since the tests come from the same tree.
 pub fn build(sh: &Shell, host: &Plan, log: &Path, progress: &Progress) -> Result<Vec<PathBuf>> {
     let out = host.sibling("selftests");
-    let bins: Vec<PathBuf> = TESTS.iter().map(|t| out.join(t)).collect();
+    let kvm = host.src.join("tools/testing/selftests/kvm");
+    let x86 = x86_dir_of(&kvm)?;
+    let bins: Vec<PathBuf> = TESTS.iter().map(|t| out.join(&x86).join(t)).collect();
     let stamp = out.join("hh-stamp");
     if bins.iter().all(|b| b.exists()) && std::fs::read_to_string(&stamp).ok().as_deref() == Some(&host.key) {
         progress.cached();
@@ -35,7 +42,6 @@ pub fn build(sh: &Shell, host: &Plan, log: &Path, progress: &Progress) -> Result
         anyhow::bail!("make headers failed; see {}", log.display());
     }
     progress.say("make the KVM selftests");
-    let kvm = src.join("tools/testing/selftests/kvm");
     let include = format!("-isystem {}", dir.join("usr/include").display());
     let targets = bins.clone();
     let jobs = std::thread::available_parallelism()
@@ -60,10 +66,59 @@ pub fn build(sh: &Shell, host: &Plan, log: &Path, progress: &Progress) -> Result
     Ok(bins)
 }
 
+/// The directory of the x86 tests under the kvm selftests: x86_64/ in 6.1
+/// and 6.12, x86/ in 7.3. Read from the tree's own list of tests rather
+/// than from the version, so that --tree works on any base.
+fn x86_dir_of(kvm: &Path) -> Result<String> {
+    // 7.3 lists the tests in Makefile.kvm, 6.1 and 6.12 in Makefile.
+    let makefile = ["Makefile.kvm", "Makefile"]
+        .iter()
+        .map(|m| kvm.join(m))
+        .find(|m| m.exists())
+        .with_context(|| format!("{}: no Makefile; is this a kernel tree?", kvm.display()))?;
+    let text = std::fs::read_to_string(&makefile).with_context(|| format!("read {}", makefile.display()))?;
+    x86_dir(&text).with_context(|| {
+        format!(
+            "{} lists no x86 {LISTED}: the KVM selftests changed their layout; fix selftests::x86_dir",
+            makefile.display()
+        )
+    })
+}
+
+/// The directory in the x86 entry of [`LISTED`], e.g. "x86" from
+/// `TEST_GEN_PROGS_x86 += x86/kvm_pv_test`.
+fn x86_dir(makefile: &str) -> Option<String> {
+    makefile.lines().find_map(|line| {
+        let (var, value) = line.split_once("+=")?;
+        if !var.trim().starts_with("TEST_GEN_PROGS_x86") {
+            return None;
+        }
+        let (dir, test) = value.trim().split_once('/')?;
+        (test == LISTED).then(|| dir.to_string())
+    })
+}
+
 fn append(log: &Path, out: &std::process::Output) -> Result<()> {
     use std::io::Write;
     let mut f = std::fs::File::options().create(true).append(true).open(log)?;
     f.write_all(&out.stdout)?;
     f.write_all(&out.stderr)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn x86_tests_moved_from_x86_64_to_x86() {
+        let v6_12 = "TEST_GEN_PROGS_x86_64 += x86_64/hyperv_tlb_flush\n\
+                     TEST_GEN_PROGS_x86_64 += x86_64/kvm_pv_test\n";
+        let v7_3 = "TEST_GEN_PROGS_x86 += x86/kvm_clock_test\n\
+                    TEST_GEN_PROGS_x86 += x86/kvm_pv_test\n\
+                    TEST_GEN_PROGS_arm64 += arm64/kvm_pv_test\n";
+        assert_eq!(x86_dir(v6_12).as_deref(), Some("x86_64"));
+        assert_eq!(x86_dir(v7_3).as_deref(), Some("x86"));
+        assert_eq!(x86_dir("TEST_GEN_PROGS_arm64 += arm64/kvm_pv_test\n"), None);
+    }
 }

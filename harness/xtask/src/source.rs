@@ -1,11 +1,14 @@
-//! The kernel source a series applies to: Debian's source tarball extracted
-//! under target/src once and committed as the base, or the user's own tree.
+//! The kernel source a series applies to: Debian's source tarball (from
+//! /usr/src, or fetched under target/ for a suite the system does not use:
+//! see debian.rs) extracted under target/src once and committed as the
+//! base, or the user's own tree.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
+use crate::debian::{self, Origin};
 use crate::flags::{KernelArgs, KernelVersion};
 use crate::layout;
 use crate::stage::Progress;
@@ -31,15 +34,6 @@ const BASE_ENV: [(&str, &str); 6] = [
     ("GIT_COMMITTER_EMAIL", "base@hello-hypercall.invalid"),
     ("GIT_COMMITTER_DATE", "@0 +0000"),
 ];
-
-pub fn tarball(version: KernelVersion) -> PathBuf {
-    PathBuf::from(format!("/usr/src/linux-source-{}.tar.xz", version.name()))
-}
-
-/// The package that installs [`tarball`].
-pub fn package(version: KernelVersion) -> String {
-    format!("linux-source-{}", version.name())
-}
 
 /// Finds or makes the source for `args`.
 pub fn prepare(sh: &Shell, args: &KernelArgs, progress: &Progress) -> Result<Source> {
@@ -86,14 +80,20 @@ fn debian(sh: &Shell, version: KernelVersion, progress: &Progress) -> Result<Sou
             name: version.name().into(),
         });
     }
-    let tarball = tarball(version);
-    if !tarball.exists() {
-        bail!(
-            "{} not found: install it with `apt-get install {}`",
-            tarball.display(),
-            package(version)
-        );
-    }
+    let tarball = match version.origin() {
+        Origin::System => {
+            let tarball = debian::tarball(version);
+            if !tarball.exists() {
+                bail!(
+                    "{} not found: install it with `apt-get install {}`",
+                    tarball.display(),
+                    debian::package(version)
+                );
+            }
+            tarball
+        }
+        Origin::Suite(_) => debian::fetch(sh, version, progress)?,
+    };
     // Extract next to the final place and rename, so an interrupted
     // extraction never looks like a finished one.
     let scratch = layout::sources().join(format!(".extract-{}", version.name()));

@@ -6,7 +6,7 @@ use std::path::Path;
 use crate::layout;
 use crate::patches::Series;
 
-const PREFIXES: &[&str] = &["KVM: x86: ", "KVM: selftests: ", "x86/kvm: "];
+const PREFIXES: &[&str] = &["KVM: x86: ", "KVM: selftests: ", "x86/kvm: ", "selftests/x86: "];
 
 fn series_dirs() -> Vec<std::path::PathBuf> {
     let dir = layout::root().join("patches");
