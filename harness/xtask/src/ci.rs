@@ -1,7 +1,8 @@
 //! `cargo xtask ci`: everything CI runs, in the order that fails fastest.
 //!
 //! Format, clippy and unit tests; the series applied and checkpatched on
-//! every base; the E2E on 6.12, 6.1 and 7.3, which must pass; and the
+//! every base; every prefix of every series built (`patches --each`); the
+//! E2E on 6.12, 6.1 and 7.3, which must pass; and the
 //! negative control on unpatched 6.12 and 7.3, which must fail for the
 //! documented reasons.
 
@@ -63,6 +64,22 @@ pub fn run(args: &CiArgs) -> Result<ExitCode> {
         step(&name, expect_success(patches::run(&only_check)));
     }
     if !args.no_e2e {
+        // Bisectability builds kernels, so it goes with the E2E runs; each
+        // base's series is walked prefix by prefix (cached by the patches).
+        for &version in KernelVersion::value_variants() {
+            let each = PatchesArgs {
+                kernel: KernelArgs {
+                    kernel: version,
+                    tree: None,
+                    unpatched: false,
+                },
+                export: None,
+                signoff: None,
+                each: true,
+            };
+            let name = format!("patches --each {}", version.name());
+            step(&name, expect_success(patches::run(&each)));
+        }
         for &(version, unpatched) in E2E_RUNS {
             step(&e2e_name(version, unpatched), e2e_expect(version, unpatched));
         }

@@ -106,7 +106,8 @@ pub struct PatchesArgs {
 
 #[derive(Args, Debug)]
 pub struct CiArgs {
-    /// Skip the E2E runs (format, clippy, unit tests and checkpatch only).
+    /// Skip the kernel builds: the E2E runs and `patches --each` (format,
+    /// clippy, unit tests and checkpatch only).
     #[arg(long)]
     pub no_e2e: bool,
 }
