@@ -267,10 +267,27 @@ pub fn l1_test_name(command: &str) -> String {
             options = true;
             continue;
         }
+        // A path among the arguments names a file by its last component:
+        // the name becomes a file name, which must hold no '/'.
+        let word = Path::new(w).file_name().map_or(w.into(), |n| n.to_string_lossy());
         name.push('-');
-        name.push_str(w);
+        name.push_str(&word);
     }
-    name
+    file_name_safe(&name)
+}
+
+/// `name` with every character a file name in the run directory should not
+/// carry (a path separator, white space, quotes) replaced by '_'.
+fn file_name_safe(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '+' | ',' | '=') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// The names of a list of L1 tests, made unique: a repeated name gets
@@ -391,6 +408,13 @@ mod tests {
             "hcall-fuzz"
         );
         assert_eq!(l1_test_name("/x/hcall"), "hcall");
+    }
+
+    #[test]
+    fn l1_test_names_are_file_names_even_with_paths_in_the_arguments() {
+        assert_eq!(l1_test_name("/path/prog /some/file"), "prog-file");
+        assert_eq!(l1_test_name("/p/prog a/b/ c\"quoted\""), "prog-b-c_quoted_");
+        assert!(!l1_test_name("/p/prog ../..").contains('/'));
     }
 
     #[test]
