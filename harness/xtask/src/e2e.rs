@@ -42,8 +42,9 @@ pub fn run(args: &E2eArgs) -> Result<ExitCode> {
     Ok(match report.verdict {
         Verdict::Pass => ExitCode::SUCCESS,
         Verdict::Fail => ExitCode::FAILURE,
-        // Distinct from failure, so CI can tell "could not run" apart.
-        Verdict::Skip => ExitCode::from(2),
+        // kselftest's KSFT_SKIP: distinct from failure and from clap's 2
+        // for a usage error, so CI can tell "could not run" apart.
+        Verdict::Skip => ExitCode::from(crate::EXIT_SKIP),
     })
 }
 
@@ -93,13 +94,33 @@ fn new_run_dir(sh: &Shell, args: &E2eArgs) -> Result<PathBuf> {
     } else {
         "patched"
     };
-    let name = format!("{stamp}-{}-{variant}", args.kernel.kernel.name());
-    let dir = layout::runs().join(&name);
-    std::fs::create_dir_all(&dir).context("create the run directory")?;
+    let base = format!("{stamp}-{}-{variant}", args.kernel.kernel.name());
+    std::fs::create_dir_all(layout::runs()).context("create target/xtask/runs")?;
+    // Two runs started in the same second must not share a directory: the
+    // first to create a name owns it, the next one numbers its own.
+    let mut n = 1;
+    let (name, dir) = loop {
+        let name = run_dir_name(&base, n);
+        let dir = layout::runs().join(&name);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => break (name, dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => n += 1,
+            Err(e) => return Err(e).with_context(|| format!("create the run directory {}", dir.display())),
+        }
+    };
     let latest = layout::runs().join("latest");
     let _ = std::fs::remove_file(&latest);
     let _ = std::os::unix::fs::symlink(&name, &latest);
     Ok(dir)
+}
+
+/// The `n`th candidate name of a run directory: the base, then "-2", "-3"...
+fn run_dir_name(base: &str, n: u32) -> String {
+    if n == 1 {
+        base.to_string()
+    } else {
+        format!("{base}-{n}")
+    }
 }
 
 fn pipeline(
@@ -564,6 +585,18 @@ fn resolve_accel(want: flags::Accel, qemu: &Path, kernel: &Path, run_dir: &Path)
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_second_run_in_the_same_second_numbers_its_directory() {
+        assert_eq!(
+            super::run_dir_name("20261202-011003-7.3-patched", 1),
+            "20261202-011003-7.3-patched"
+        );
+        assert_eq!(
+            super::run_dir_name("20261202-011003-7.3-patched", 2),
+            "20261202-011003-7.3-patched-2"
+        );
+    }
+
     use super::*;
 
     #[test]
