@@ -7,7 +7,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Parser, Debug)]
 #[command(
     name = "cargo xtask",
-    about = "Build, boot and judge the KVM_HC_HELLO_HYPERCALL series"
+    about = "Build, boot and judge the KVM_HC_HELLO_HYPERCALL series",
+    after_help = "Exit status: 0 PASS, 1 FAIL, 2 usage error, 3 harness error (nothing was judged), 4 SKIP."
 )]
 pub struct Xtask {
     #[command(subcommand)]

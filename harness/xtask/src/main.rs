@@ -34,6 +34,13 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// Exit status when the harness itself failed, so nothing was judged (a
+/// missing package, a full disk, a kernel that did not build). 0 is PASS, 1
+/// FAIL, 2 a usage error (clap's own).
+pub const EXIT_HARNESS_ERROR: u8 = 3;
+/// Exit status of a run that could not take place here: kselftest's KSFT_SKIP.
+pub const EXIT_SKIP: u8 = 4;
+
 fn main() -> ExitCode {
     let flags = flags::Xtask::parse();
     let result = match flags.verb {
@@ -46,7 +53,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
-            ExitCode::FAILURE
+            ExitCode::from(EXIT_HARNESS_ERROR)
         }
     }
 }
