@@ -7,20 +7,6 @@ use std::os::unix::fs::OpenOptionsExt;
 
 use anyhow::{Context, Result};
 
-/// What a kernel prints when something went wrong inside it.
-const TROUBLE: &[&str] = &[
-    "WARNING:",
-    "BUG:",
-    "Oops",
-    "kernel BUG",
-    "general protection fault",
-    "Call Trace:",
-    "UBSAN:",
-    "KASAN:",
-    "RCU stall",
-    "soft lockup",
-];
-
 /// A reader positioned at the end of the log when it was opened.
 pub struct Kmsg {
     file: File,
@@ -67,7 +53,7 @@ fn message(record: &str) -> String {
 pub fn troubles(messages: &[String]) -> Vec<String> {
     messages
         .iter()
-        .filter(|m| TROUBLE.iter().any(|t| m.contains(t)))
+        .filter(|m| proto::trouble::is_trouble(m))
         .cloned()
         .collect()
 }

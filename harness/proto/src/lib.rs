@@ -8,6 +8,7 @@
 
 #[cfg(feature = "guest")]
 pub mod guest;
+pub mod trouble;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};

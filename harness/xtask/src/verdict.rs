@@ -172,9 +172,6 @@ const STOCK_CHECKS: &[(&str, &str, Want)] = &[
     ("stock_module_ioctl_raw", "stock_module_ioctl_raw", Want::Ret(0)),
 ];
 
-/// Lines that mean a kernel went wrong, whatever the tests said.
-const KERNEL_TROUBLE: &[&str] = &["Kernel panic", "BUG:", "Oops", "WARNING:", "Call Trace:"];
-
 pub fn judge(e: &Evidence) -> Vec<Check> {
     let events: Vec<Event> = e.report.lines().filter_map(Event::from_line).collect();
     let mut checks = Vec::new();
@@ -960,13 +957,13 @@ fn dmesg_check(events: &[Event], check: &str, fact: &str) -> Check {
 fn console_check(name: &str, vm: &str, console: &str) -> Check {
     let bad: Vec<&str> = console
         .lines()
-        .filter(|l| KERNEL_TROUBLE.iter().any(|t| l.contains(t)))
+        .filter(|l| proto::trouble::is_trouble(l))
         .collect();
     if bad.is_empty() {
         Check::new(
             name,
             Verdict::Pass,
-            format!("no panic, BUG, Oops or WARNING on {vm}'s console"),
+            format!("no kernel trouble (panic, BUG, Oops, WARNING, sanitizer, stall, hung task) on {vm}'s console"),
         )
     } else {
         Check::new(
