@@ -7,29 +7,28 @@ use std::os::unix::fs::OpenOptionsExt;
 
 /// The sequence number of the newest record so far: warnings before it
 /// belong to booting under emulated CPUs, not to what the probe does.
-pub fn last_seq() -> u64 {
-    records().iter().map(|(seq, _, _)| *seq).max().unwrap_or(0)
+pub fn last_seq() -> Result<u64, String> {
+    Ok(records()?.iter().map(|(seq, _, _)| *seq).max().unwrap_or(0))
 }
 
 /// Messages at warning level or worse (syslog levels 0 to 4) logged after
-/// record `since`.
-pub fn warnings_since(since: u64) -> Vec<String> {
-    records()
+/// record `since`. An unreadable log is an error, never an empty list: a
+/// clean log must be seen to be clean.
+pub fn warnings_since(since: u64) -> Result<Vec<String>, String> {
+    Ok(records()?
         .into_iter()
         .filter(|(seq, level, _)| *seq > since && *level <= 4)
         .map(|(_, _, text)| text)
-        .collect()
+        .collect())
 }
 
 /// Every record in the log as (sequence number, level, first line).
-fn records() -> Vec<(u64, u32, String)> {
-    let Ok(mut kmsg) = OpenOptions::new()
+fn records() -> Result<Vec<(u64, u32, String)>, String> {
+    let mut kmsg = OpenOptions::new()
         .read(true)
         .custom_flags(nix::libc::O_NONBLOCK)
         .open("/dev/kmsg")
-    else {
-        return vec![(u64::MAX, 0, "cannot open /dev/kmsg".into())];
-    };
+        .map_err(|e| format!("open /dev/kmsg: {e}"))?;
     let mut found = Vec::new();
     // One read returns one record; EAGAIN marks the end of the log.
     let mut buf = vec![0u8; 8192];
@@ -44,10 +43,10 @@ fn records() -> Vec<(u64, u32, String)> {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
             // A record overwritten while reading: skip it.
             Err(e) if e.raw_os_error() == Some(nix::libc::EPIPE) => continue,
-            Err(_) => break,
+            Err(e) => return Err(format!("read /dev/kmsg: {e}")),
         }
     }
-    found
+    Ok(found)
 }
 
 /// "4,123,456,-;text" → (123, 4, "text"); the facility bits above the

@@ -110,11 +110,21 @@ fn load_module(port: &mut port::ReportPort, fact: &str) -> bool {
     loaded
 }
 
-fn report_warnings(port: &mut port::ReportPort, fact: &str, since: u64) {
-    port.send(&Event::Fact {
-        name: fact.into(),
-        value: kmsg::warnings_since(since).join("\n"),
-    });
+/// Reports the warnings logged since `since` as `fact`, or, when the log
+/// could not be read, why as `<fact>_unreadable`: xtask then has no
+/// evidence and says NO RESULT.
+fn report_warnings(port: &mut port::ReportPort, fact: &str, since: Result<u64, String>) {
+    let event = match since.and_then(kmsg::warnings_since) {
+        Ok(lines) => Event::Fact {
+            name: fact.into(),
+            value: lines.join("\n"),
+        },
+        Err(why) => Event::Fact {
+            name: format!("{fact}_unreadable"),
+            value: why,
+        },
+    };
+    port.send(&event);
 }
 
 /// Mounts devtmpfs so that the report port exists; an initramfs gets no

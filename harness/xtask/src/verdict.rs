@@ -928,7 +928,10 @@ fn dmesg_check(events: &[Event], check: &str, fact: &str) -> Check {
         None => Check::new(
             check,
             Verdict::Fail,
-            "NO RESULT: the probe did not report L2's kernel log",
+            match fact_value(events, &format!("{fact}_unreadable")) {
+                Some(why) => format!("NO RESULT: the probe could not read L2's kernel log: {why}"),
+                None => "NO RESULT: the probe did not report L2's kernel log".into(),
+            },
         ),
         Some(lines) => {
             // Loading any out-of-tree module logs this taint notice at
@@ -977,6 +980,30 @@ fn console_check(name: &str, vm: &str, console: &str) -> Check {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unreadable_kernel_log_is_no_result_never_clean() {
+        let fact = |name: &str, value: &str| Event::Fact {
+            name: name.into(),
+            value: value.into(),
+        };
+        let unreadable = [fact(
+            "dmesg_warnings_unreadable",
+            "open /dev/kmsg: No such file or directory",
+        )];
+        let c = dmesg_check(&unreadable, "l2_dmesg_clean", "dmesg_warnings");
+        assert_eq!(c.verdict, Verdict::Fail);
+        assert!(
+            c.detail.contains("NO RESULT") && c.detail.contains("/dev/kmsg"),
+            "{}",
+            c.detail
+        );
+        let clean = [fact("dmesg_warnings", "")];
+        assert_eq!(
+            dmesg_check(&clean, "l2_dmesg_clean", "dmesg_warnings").verdict,
+            Verdict::Pass
+        );
+    }
 
     fn fixture(name: &str) -> String {
         let path = format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
