@@ -641,6 +641,10 @@ fn trace_checks(
     checks
 }
 
+/// Test programs that print no KTAP, each with the line of its output that
+/// shows it exercised the series: without it, exit 0 is no evidence.
+const PLAIN_EVIDENCE: &[(&str, &str)] = &[("kvm_pv_test", "testing hcall: KVM_HC_HELLO_HYPERCALL")];
+
 /// One L1 test program (a KVM selftest or the hcall VMM): a check per
 /// KTAP case, and one for the program itself. Exit 4 is kselftest's SKIP;
 /// a crash (cases the plan announced but never reported) and "no tests
@@ -695,6 +699,24 @@ fn l1_test_checks(prog: &str, log: &str, events: &[Event]) -> Vec<Check> {
             ),
         ),
         Some((Some(0), _, _)) if ktap.plan == Some(0) => (Verdict::Fail, "no tests ran".to_string()),
+        // Without KTAP, an exit status alone proves nothing ran: the
+        // program must show in its own words that it tested the hypercall.
+        Some((Some(0), _, secs)) if ktap.plan.is_none() && ktap.cases.is_empty() => {
+            match PLAIN_EVIDENCE.iter().find(|(p, _)| *p == prog) {
+                Some((_, line)) if log.contains(line) => (
+                    Verdict::Pass,
+                    format!("exit 0 after {secs:.1}s; its log shows \"{line}\""),
+                ),
+                Some((_, line)) => (
+                    Verdict::Fail,
+                    format!("NO RESULT: exit 0, but its log never shows \"{line}\"; last line: {last}"),
+                ),
+                None => (
+                    Verdict::Fail,
+                    format!("NO RESULT: exit 0 without KTAP output; last line: {last}"),
+                ),
+            }
+        }
         Some((Some(0), _, secs)) => (Verdict::Pass, format!("exit 0 after {secs:.1}s: {last}")),
         Some((status, _, secs)) => (Verdict::Fail, format!("exit {status:?} after {secs:.1}s: {last}")),
     };
@@ -1523,5 +1545,35 @@ mod tests {
         assert_eq!(none.last().unwrap().detail, "no tests ran");
         let silent = l1_test_checks("t", "", &[]);
         assert!(silent.last().unwrap().detail.starts_with("NO RESULT"));
+    }
+
+    #[test]
+    fn exit_0_without_ktap_is_evidence_only_with_the_programs_own_words() {
+        let done = |name: &str| Event::L1Test {
+            name: name.into(),
+            status: Some(0),
+            timed_out: false,
+            seconds: 0.2,
+        };
+        let quiet = l1_test_checks("t", "all good\n", &[done("t")]);
+        assert_eq!(quiet.last().unwrap().verdict, Verdict::Fail);
+        assert!(quiet
+            .last()
+            .unwrap()
+            .detail
+            .starts_with("NO RESULT: exit 0 without KTAP"));
+
+        let pv = "testing hcall: KVM_HC_SCHED_YIELD (11)\ntesting hcall: KVM_HC_HELLO_HYPERCALL (13)\n";
+        let ran = l1_test_checks("kvm_pv_test", pv, &[done("kvm_pv_test")]);
+        assert_eq!(ran.last().unwrap().verdict, Verdict::Pass);
+
+        // An unpatched tree's kvm_pv_test does not test the hypercall.
+        let old = l1_test_checks(
+            "kvm_pv_test",
+            "testing hcall: KVM_HC_SCHED_YIELD (11)\n",
+            &[done("kvm_pv_test")],
+        );
+        assert_eq!(old.last().unwrap().verdict, Verdict::Fail);
+        assert!(old.last().unwrap().detail.contains("never shows"));
     }
 }
