@@ -25,10 +25,6 @@ pub struct Check {
     pub name: String,
     pub verdict: Verdict,
     pub detail: String,
-    /// One case of a test program's KTAP output: its skip is reported but
-    /// does not make the run a skip (the program's own check decides).
-    #[serde(skip)]
-    pub case: bool,
 }
 
 impl Check {
@@ -37,14 +33,6 @@ impl Check {
             name: name.into(),
             verdict,
             detail: detail.into(),
-            case: false,
-        }
-    }
-
-    fn case(name: &str, verdict: Verdict, detail: impl Into<String>) -> Check {
-        Check {
-            case: true,
-            ..Check::new(name, verdict, detail)
         }
     }
 }
@@ -316,17 +304,27 @@ fn owners(events: &[Event]) -> trace::Owners {
     owners
 }
 
-/// The run's verdict: any failure fails it; a skip of a whole check (not of
-/// one KTAP case) without failures skips it.
+/// The run's verdict: any failure fails it, and so does having no check at
+/// all; a skip of the whole run (see [`RUN_SKIPS`]) without failures skips
+/// it; otherwise it passes, whatever single scenarios were skipped.
 pub fn overall(checks: &[Check]) -> Verdict {
-    if checks.iter().any(|c| c.verdict == Verdict::Fail) {
+    if checks.is_empty() || checks.iter().any(|c| c.verdict == Verdict::Fail) {
+        // No check at all is no evidence: never a pass, never a skip.
         Verdict::Fail
-    } else if checks.iter().any(|c| c.verdict == Verdict::Skip && !c.case) || checks.is_empty() {
+    } else if checks
+        .iter()
+        .any(|c| c.verdict == Verdict::Skip && RUN_SKIPS.contains(&c.name.as_str()))
+    {
         Verdict::Skip
     } else {
         Verdict::Pass
     }
 }
+
+/// The checks whose skip means the run as a whole could not take place
+/// here. Any other skip is one scenario skipped (the stock guest, one test
+/// program): it shows in the table, and the rest of the run still decides.
+const RUN_SKIPS: &[&str] = &["nested_kvm"];
 
 /// Why a VM reported nothing: CRASH with the panic line, TIMEOUT, or
 /// NO RESULT with the console's last line.
@@ -657,10 +655,10 @@ fn l1_test_checks(prog: &str, log: &str, events: &[Event]) -> Vec<Check> {
         .map(|c| {
             let name = format!("{prog}: {}", c.name);
             match &c.status {
-                ktap::Status::Pass => Check::case(&name, Verdict::Pass, "ok"),
-                ktap::Status::Skip(why) => Check::case(&name, Verdict::Skip, format!("SKIP: {why}")),
+                ktap::Status::Pass => Check::new(&name, Verdict::Pass, "ok"),
+                ktap::Status::Skip(why) => Check::new(&name, Verdict::Skip, format!("SKIP: {why}")),
                 ktap::Status::Fail => {
-                    Check::case(&name, Verdict::Fail, format!("not ok; see l1test-{prog}.log"))
+                    Check::new(&name, Verdict::Fail, format!("not ok; see l1test-{prog}.log"))
                 }
             }
         })
@@ -764,9 +762,9 @@ fn kselftest_checks(k: &Kselftest, events: &[Event], trace: Option<&Trace>) -> V
         .map(|c| {
             let name = format!("{NAME}: {}", c.name);
             match &c.status {
-                ktap::Status::Pass => Check::case(&name, Verdict::Pass, "ok"),
-                ktap::Status::Skip(why) => Check::case(&name, Verdict::Skip, format!("SKIP: {why}")),
-                ktap::Status::Fail => Check::case(&name, Verdict::Fail, format!("not ok; {see}")),
+                ktap::Status::Pass => Check::new(&name, Verdict::Pass, "ok"),
+                ktap::Status::Skip(why) => Check::new(&name, Verdict::Skip, format!("SKIP: {why}")),
+                ktap::Status::Fail => Check::new(&name, Verdict::Fail, format!("not ok; {see}")),
             }
         })
         .collect();
@@ -1078,6 +1076,16 @@ mod tests {
         e.l1_timed_out = true;
         e.l1_code = None;
         assert!(judge(&e)[0].detail.starts_with("TIMEOUT"));
+    }
+
+    #[test]
+    fn a_skipped_scenario_is_a_skipped_check_not_a_skipped_run() {
+        let checks = [
+            Check::new("syscall_greeting", Verdict::Pass, "ok"),
+            Check::new("stock_guest", Verdict::Skip, "SKIP: no stock kernel here"),
+        ];
+        assert_eq!(overall(&checks), Verdict::Pass);
+        assert_eq!(overall(&[]), Verdict::Fail);
     }
 
     #[test]
