@@ -16,6 +16,7 @@ mod initramfs;
 mod kconfig;
 mod kselftest;
 mod ktap;
+mod kvm_host;
 mod layout;
 mod module;
 mod patches;

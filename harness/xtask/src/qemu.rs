@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
+use crate::kvm_host;
+
 /// The accelerator L1 actually runs on, after `--accel auto` was resolved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Accel {
@@ -205,19 +207,14 @@ pub fn run(qemu: &Path, args: &[String], stderr_log: &Path, timeout: Duration) -
     }
 }
 
-/// Decides whether L1 can use KVM: /dev/kvm must exist, the host's KVM must
-/// allow nesting, and a short boot of `kernel` under KVM must get as far as
-/// the kernel's own "no root" panic. `Err` carries the reason for TCG.
+/// Decides whether L1 can use KVM: nothing visible may block it (see
+/// [`kvm_host::blocker`]: CPU support, /dev/kvm and its permissions,
+/// nesting), and a short boot of `kernel` under KVM must get as far as the
+/// kernel's own "no root" panic. `Err` carries the reason for TCG and, for
+/// a visible blocker, the one command that fixes it.
 pub fn probe_kvm(qemu: &Path, kernel: &Path, dir: &Path) -> Result<(), String> {
-    if !Path::new("/dev/kvm").exists() {
-        return Err("no /dev/kvm".into());
-    }
-    let nested = ["kvm_amd", "kvm_intel"].iter().any(|m| {
-        std::fs::read_to_string(format!("/sys/module/{m}/parameters/nested"))
-            .is_ok_and(|v| matches!(v.trim(), "1" | "Y"))
-    });
-    if !nested {
-        return Err("the host's KVM does not allow nested virtualisation".into());
+    if let Some(b) = kvm_host::blocker(&kvm_host::HostFacts::read()) {
+        return Err(format!("{}; fix: {}", b.reason(), b.fix()));
     }
     let log = dir.join("kvm-probe-console.log");
     let mut args = accel_args(Accel::Kvm);
