@@ -73,6 +73,12 @@ impl Plan {
         let mut fragments = vec![configs.join(format!("{}.config", role.name()))];
         if patched && role == Role::Host {
             fragments.push(configs.join("host-hello.config"));
+            // Requested only where the option exists: the config check
+            // would otherwise report it dropped on 6.1.
+            let kvm_kconfig = std::fs::read_to_string(src.join("arch/x86/kvm/Kconfig")).unwrap_or_default();
+            if kconfig::defines(&kvm_kconfig, "KVM_SW_PROTECTED_VM") {
+                fragments.push(configs.join("host-protected.config"));
+            }
         }
         let compiler = cmd!(sh, "gcc --version")
             .quiet()

@@ -40,9 +40,25 @@ pub fn missing(wanted: &[Setting], config: &str) -> Vec<String> {
         .collect()
 }
 
+/// True when a Kconfig file's text defines `symbol` ("config SYMBOL").
+pub fn defines(kconfig: &str, symbol: &str) -> bool {
+    kconfig.lines().any(|l| {
+        let mut w = l.split_whitespace();
+        w.next() == Some("config") && w.next() == Some(symbol)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tree_defines_an_option_only_by_its_config_line() {
+        let kconfig = "config KVM_SW_PROTECTED_VM\n\tbool \"x\"\n\tdepends on KVM_SW_PROTECTED_VM_X\n";
+        assert!(defines(kconfig, "KVM_SW_PROTECTED_VM"));
+        assert!(!defines(kconfig, "KVM_SW_PROTECTED"));
+        assert!(!defines("menuconfig KVM\n", "KVM_SW_PROTECTED_VM"));
+    }
 
     const FRAGMENT: &str = "# --- why ---\nCONFIG_KVM=y\n# CONFIG_BLOCK is not set\nCONFIG_NR=4\n";
 
