@@ -58,6 +58,22 @@ pub struct Plan {
     pub key: String,
 }
 
+/// The Kconfig fragments of `role`, for a tree whose arch/x86/kvm/Kconfig
+/// reads `kvm_kconfig`: the E2E and `patches --each` configure alike.
+pub fn fragments(role: Role, patched: bool, kvm_kconfig: &str) -> Vec<PathBuf> {
+    let configs = layout::configs();
+    let mut fragments = vec![configs.join(format!("{}.config", role.name()))];
+    if patched && role == Role::Host {
+        fragments.push(configs.join("host-hello.config"));
+        // Requested only where the option exists: the config check would
+        // otherwise report it dropped on 6.1.
+        if kconfig::defines(kvm_kconfig, "KVM_SW_PROTECTED_VM") {
+            fragments.push(configs.join("host-protected.config"));
+        }
+    }
+    fragments
+}
+
 impl Plan {
     /// `variant` names the tree ("6.12-hello", "6.12-base"), `tree_id` is a
     /// digest of its content (base commit and series digest).
@@ -69,17 +85,8 @@ impl Plan {
         tree_id: &str,
         patched: bool,
     ) -> Result<Plan> {
-        let configs = layout::configs();
-        let mut fragments = vec![configs.join(format!("{}.config", role.name()))];
-        if patched && role == Role::Host {
-            fragments.push(configs.join("host-hello.config"));
-            // Requested only where the option exists: the config check
-            // would otherwise report it dropped on 6.1.
-            let kvm_kconfig = std::fs::read_to_string(src.join("arch/x86/kvm/Kconfig")).unwrap_or_default();
-            if kconfig::defines(&kvm_kconfig, "KVM_SW_PROTECTED_VM") {
-                fragments.push(configs.join("host-protected.config"));
-            }
-        }
+        let kvm_kconfig = std::fs::read_to_string(src.join("arch/x86/kvm/Kconfig")).unwrap_or_default();
+        let fragments = fragments(role, patched, &kvm_kconfig);
         let compiler = cmd!(sh, "gcc --version")
             .quiet()
             .read()

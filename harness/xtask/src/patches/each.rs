@@ -55,7 +55,7 @@ use crate::build::{self, Plan, Role};
 use crate::flags::PatchesArgs;
 use crate::source::{self, Source};
 use crate::stage::{human, Progress, Stages};
-use crate::{deps, layout};
+use crate::{deps, kconfig, layout};
 
 /// Part of every cache key: bump it when the rules below change, so that
 /// results judged by old rules are not reused.
@@ -308,25 +308,21 @@ impl<'a> Walk<'a> {
     /// and for the host KVM_WERROR where the base has it. The guest builds
     /// no KVM, so the option means nothing there.
     fn config(sh: &Shell, source: &Source, role: Role, cache: &Path, compiler: &str) -> Result<Config> {
-        let configs = layout::configs();
-        let mut fragments = vec![configs.join(format!("{}.config", role.name()))];
-        if role == Role::Host {
-            fragments.push(configs.join("host-hello.config"));
-            let repo = &source.repo;
-            let kconfig = format!("{}:arch/x86/kvm/Kconfig", source.base);
-            let text = cmd!(sh, "git -C {repo} show {kconfig}")
-                .quiet()
-                .read()
-                .unwrap_or_default();
-            if text.lines().any(|l| l.trim() == "config KVM_WERROR") {
-                let werror = cache.join("kvm-werror.config");
-                std::fs::write(
-                    &werror,
-                    "# Added by `cargo xtask patches --each`: KVM's warnings are errors.\nCONFIG_KVM_WERROR=y\n",
-                )
-                .context("write kvm-werror.config")?;
-                fragments.push(werror);
-            }
+        let repo = &source.repo;
+        let kvm_kconfig = format!("{}:arch/x86/kvm/Kconfig", source.base);
+        let text = cmd!(sh, "git -C {repo} show {kvm_kconfig}")
+            .quiet()
+            .read()
+            .unwrap_or_default();
+        let mut fragments = build::fragments(role, true, &text);
+        if role == Role::Host && kconfig::defines(&text, "KVM_WERROR") {
+            let werror = cache.join("kvm-werror.config");
+            std::fs::write(
+                &werror,
+                "# Added by `cargo xtask patches --each`: KVM's warnings are errors.\nCONFIG_KVM_WERROR=y\n",
+            )
+            .context("write kvm-werror.config")?;
+            fragments.push(werror);
         }
         let mut parts = vec![
             RULES.to_string(),
