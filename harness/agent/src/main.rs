@@ -25,25 +25,40 @@ use report::Report;
 const OUT: &str = proto::L1_OUT;
 
 fn main() {
-    let mounted = mounts::mount_all(OUT);
+    let share = mounts::Share::from_env();
+    let mounted = mounts::mount_all(OUT, share);
     let report = report::Report::open();
     report.send(&Event::Hello {
         who: "agent".into(),
         kernel: proto::guest::kernel_release(),
     });
-    let result = mounted.and_then(|()| run(&report));
+    let result = mounted.and_then(|()| run(&report, share));
     if let Err(err) = result {
         report.send(&Event::Error {
             what: format!("{err:#}"),
         });
     }
+    if share == mounts::Share::Serial {
+        if let Err(err) = report::send_files(&report, Path::new(OUT)) {
+            report.send(&Event::Error {
+                what: format!("{err:#}"),
+            });
+        }
+    }
     report.send(&Event::Done { who: "agent".into() });
+    // The emulated UART sends at its own pace: what is still queued when
+    // the machine stops is lost, the report's last lines first.
+    report.drain();
     proto::guest::power_off();
 }
 
-fn run(report: &Report) -> Result<()> {
+fn run(report: &Report, share: mounts::Share) -> Result<()> {
     let out = Path::new(OUT);
-    let text = std::fs::read_to_string(out.join(proto::AGENT_CONFIG)).context("read agent.json")?;
+    let config = match share {
+        mounts::Share::NineP => out.join(proto::AGENT_CONFIG),
+        mounts::Share::Serial => proto::INITRAMFS_AGENT_CONFIG.into(),
+    };
+    let text = std::fs::read_to_string(&config).context("read agent.json")?;
     let cfg: AgentConfig = serde_json::from_str(&text).context("parse agent.json")?;
 
     report.send(&Event::Fact {
@@ -58,7 +73,7 @@ fn run(report: &Report) -> Result<()> {
     }
 
     let vendor = trace::Vendor::detect();
-    trace::start(cfg.trace_buffer_kb, vendor).context("set up tracing")?;
+    trace::start(cfg.trace_buffer_kb, vendor, cfg.guests.is_empty()).context("set up tracing")?;
     let switch = Switch::default();
     let (beside, extra) = cfg.l1_test_names();
     // Every VM is registered before any guest starts, so that none can be
@@ -88,11 +103,18 @@ fn run(report: &Report) -> Result<()> {
         // The tests follow the first guest on a thread of their own, so
         // that a hung test cannot keep the trace from being saved once the
         // guests are done.
-        let tests = result
+        let mut tests = result
             .is_ok()
             .then(|| s.spawn(|| run_tests(&cfg.l1_tests, &beside, &cfg, out, report, &switch)));
         for other in others {
             result = result.and(joined(other.join()));
+        }
+        // Without guests (the Intel run), the tests are what the trace is
+        // for: it is saved once they are done.
+        if cfg.guests.is_empty() {
+            if let Some(tests) = tests.take() {
+                result = result.and(joined(tests.join()));
+            }
         }
         let saved = trace::stop_and_save(&out.join("trace.txt")).context("save the trace");
         if let Some(tests) = tests {

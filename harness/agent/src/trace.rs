@@ -47,10 +47,12 @@ fn write(file: &str, value: &str) -> Result<()> {
     std::fs::write(Path::new(TRACING).join(file), value).with_context(|| format!("write {file}"))
 }
 
-/// Clears the buffer and enables the events the verdict reads. `kvm_exit`
-/// is filtered to hypercall exits: unfiltered, an L2 boot logs tens of
-/// thousands of exits and can push the interesting lines out of the buffer.
-pub fn start(buffer_kb: u32, vendor: Vendor) -> Result<()> {
+/// Clears the buffer and enables the events the verdict reads. With L2
+/// guests, `kvm_exit` is filtered to hypercall exits: unfiltered, an L2
+/// boot logs tens of thousands of exits and can push the interesting lines
+/// out of the buffer. Without them (the Intel run) every exit is kept, so
+/// the report can count them by reason.
+pub fn start(buffer_kb: u32, vendor: Vendor, all_exits: bool) -> Result<()> {
     write("tracing_on", "0")?;
     write("buffer_size_kb", &buffer_kb.to_string())?;
     write("trace", "")?;
@@ -61,7 +63,10 @@ pub fn start(buffer_kb: u32, vendor: Vendor) -> Result<()> {
     // order they happened, the agent's markers included.
     write("trace_clock", "global")?;
     write("events/kvm/kvm_hypercall/enable", "1")?;
-    let filter = format!("exit_reason == {}", vendor.hypercall_exit_reason());
+    let filter = match all_exits {
+        true => "0".to_string(),
+        false => format!("exit_reason == {}", vendor.hypercall_exit_reason()),
+    };
     write("events/kvm/kvm_exit/filter", &filter)?;
     write("events/kvm/kvm_exit/enable", "1")?;
     write("tracing_on", "1")

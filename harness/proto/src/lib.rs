@@ -44,6 +44,16 @@ pub const TRACE_MARK_PREFIX: &str = "hello-hypercall: phase ";
 /// at once, for the benchmark's floor).
 pub const MODE_ENV: &str = "hh_mode";
 
+/// Kernel command line key (an environment variable for L1's init) saying
+/// where the run directory is: unset, the 9p share [`OUT_TAG`]; "serial",
+/// nowhere, as under Bochs, which has no 9p: the agent then reads its
+/// config from [`INITRAMFS_AGENT_CONFIG`] and sends each file it wrote as
+/// an [`Event::File`] on its report port.
+pub const OUT_ENV: &str = "hh_out";
+
+/// Where the agent's config sits in an L1 initramfs (see [`OUT_ENV`]).
+pub const INITRAMFS_AGENT_CONFIG: &str = "/agent.json";
+
 /// One fact from a guest program.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -102,6 +112,9 @@ pub enum Event {
         /// The output was longer than the report carries; its start is kept.
         truncated: bool,
     },
+    /// A file of the run directory, sent whole over the report port where
+    /// L1 has no share to write it to (the Intel run under Bochs).
+    File { name: String, text: String },
     /// The program reached its end; a report without it is incomplete.
     Done { who: String },
 }

@@ -141,6 +141,7 @@ fn e2e_expect(kernel: KernelVersion, unpatched: bool) -> Result<()> {
             unpatched,
         },
         accel: Accel::Auto,
+        cpu: crate::flags::Cpu::Default,
         keep_going: false,
         l1_test: vec![],
         l1_test_timeout: 120,

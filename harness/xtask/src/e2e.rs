@@ -57,7 +57,14 @@ pub fn execute(args: &E2eArgs) -> Result<Report> {
     let mut stages = Stages::default();
     let mut accel = None;
     let mut host_kernel = None;
-    let checks = match pipeline(&sh, args, &run_dir, &mut stages, &mut accel, &mut host_kernel) {
+    let mut ran = None;
+    let result = match args.cpu {
+        flags::Cpu::Default => pipeline(&sh, args, &run_dir, &mut stages, &mut accel, &mut host_kernel),
+        flags::Cpu::Intel => {
+            crate::intel::pipeline(&sh, args, &run_dir, &mut stages, &mut host_kernel, &mut ran)
+        }
+    };
+    let checks = match result {
         Ok(checks) => checks,
         Err(err) => {
             let stage = stages.timings.last().map_or("setup", |t| t.name.as_str());
@@ -79,6 +86,8 @@ pub fn execute(args: &E2eArgs) -> Result<Report> {
         accel: accel.map(|a: Accel| a.name().to_string()),
         run_dir: run_dir.display().to_string(),
         host_kernel: host_kernel.map(|k: PathBuf| k.display().to_string()),
+        cpu: ran.as_ref().map(|r: &crate::intel::Ran| r.cpu.clone()),
+        exit_reasons: ran.map(|r| r.exit_reasons).unwrap_or_default(),
         checks,
         stages: stages.timings,
     };
@@ -94,7 +103,11 @@ fn new_run_dir(sh: &Shell, args: &E2eArgs) -> Result<PathBuf> {
     } else {
         "patched"
     };
-    let base = format!("{stamp}-{}-{variant}", args.kernel.kernel.name());
+    let cpu = match args.cpu {
+        flags::Cpu::Default => "",
+        flags::Cpu::Intel => "-intel",
+    };
+    let base = format!("{stamp}-{}-{variant}{cpu}", args.kernel.kernel.name());
     std::fs::create_dir_all(layout::runs()).context("create target/xtask/runs")?;
     // Two runs started in the same second must not share a directory: the
     // first to create a name owns it, the next one numbers its own.
@@ -131,42 +144,12 @@ fn pipeline(
     accel: &mut Option<Accel>,
     host_kernel: &mut Option<PathBuf>,
 ) -> Result<Vec<Check>> {
-    let version = args.kernel.kernel;
-    stages.run("deps", |p| deps::ensure_for(sh, &args.kernel, p))?;
-    let source = stages.run("source", |p| source::prepare(sh, &args.kernel, p))?;
-    // The negative control does not need the series, only its syscall
-    // number when the series is there.
-    let series = match Series::load(&layout::series_dir(version)) {
-        Ok(series) => Some(series),
-        Err(_) if args.kernel.unpatched => None,
-        Err(err) => return Err(err),
-    };
-
-    let (tree, variant, tree_id) = if args.kernel.unpatched {
-        println!("==> patch\n    skipped: --unpatched builds the base as is");
-        let variant = format!("{}-base", source.name);
-        // The user's own checkout may hold an in-tree build, which breaks
-        // out-of-tree builds, and must not be touched: use a worktree.
-        let tree = match args.kernel.tree {
-            Some(_) => {
-                let worktree = layout::sources().join(&variant);
-                stages.run("checkout", |p| {
-                    patches::checkout(sh, &source, &worktree, &source.base, p)
-                })?;
-                worktree
-            }
-            None => source.repo.clone(),
-        };
-        (tree, variant, source.base.clone())
-    } else {
-        let series = series.as_ref().context("no series")?;
-        let tree = stages.run("patch", |p| patches::apply(sh, &source, series, p))?;
-        (
-            tree,
-            format!("{}-hello", source.name),
-            format!("{} {}", source.base, series.digest()?),
-        )
-    };
+    let Tree {
+        tree,
+        variant,
+        tree_id,
+        series,
+    } = prepare_tree(sh, &args.kernel, stages)?;
     let patched = !args.kernel.unpatched;
     let host = Plan::new(sh, Role::Host, &tree, &variant, &tree_id, patched)?;
     let guest = Plan::new(sh, Role::Guest, &tree, &variant, &tree_id, patched)?;
@@ -336,6 +319,63 @@ fn pipeline(
     Ok(checks)
 }
 
+/// The tree a run builds, and what names its builds.
+pub struct Tree {
+    pub tree: PathBuf,
+    /// "6.12-hello" or "6.12-base": names the build directories.
+    pub variant: String,
+    /// The base commit, and the series' digest when patched.
+    pub tree_id: String,
+    pub series: Option<Series>,
+}
+
+/// The deps, source and patch stages: the tree to build, patched unless
+/// --unpatched.
+pub fn prepare_tree(sh: &Shell, kernel: &flags::KernelArgs, stages: &mut Stages) -> Result<Tree> {
+    let version = kernel.kernel;
+    stages.run("deps", |p| deps::ensure_for(sh, kernel, p))?;
+    let source = stages.run("source", |p| source::prepare(sh, kernel, p))?;
+    // The negative control does not need the series, only its syscall
+    // number when the series is there.
+    let series = match Series::load(&layout::series_dir(version)) {
+        Ok(series) => Some(series),
+        Err(_) if kernel.unpatched => None,
+        Err(err) => return Err(err),
+    };
+
+    let (tree, variant, tree_id) = if kernel.unpatched {
+        println!("==> patch\n    skipped: --unpatched builds the base as is");
+        let variant = format!("{}-base", source.name);
+        // The user's own checkout may hold an in-tree build, which breaks
+        // out-of-tree builds, and must not be touched: use a worktree.
+        let tree = match kernel.tree {
+            Some(_) => {
+                let worktree = layout::sources().join(&variant);
+                stages.run("checkout", |p| {
+                    patches::checkout(sh, &source, &worktree, &source.base, p)
+                })?;
+                worktree
+            }
+            None => source.repo.clone(),
+        };
+        (tree, variant, source.base.clone())
+    } else {
+        let series = series.as_ref().context("no series")?;
+        let tree = stages.run("patch", |p| patches::apply(sh, &source, series, p))?;
+        (
+            tree,
+            format!("{}-hello", source.name),
+            format!("{} {}", source.base, series.digest()?),
+        )
+    };
+    Ok(Tree {
+        tree,
+        variant,
+        tree_id,
+        series,
+    })
+}
+
 /// What the images stage packs for the guests.
 #[derive(Clone, Copy)]
 struct Images<'a> {
@@ -365,20 +405,7 @@ fn images(sh: &Shell, inputs: &Images, run_dir: &Path, p: &crate::stage::Progres
         stock,
         ..
     } = *inputs;
-    p.say("cargo build --release (agent, probe, hcall: static)");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    // crt-static on the gnu target gives self-contained binaries without
-    // installing another Rust target; --target keeps the flag away from
-    // build scripts and proc macros.
-    cmd!(
-        sh,
-        "{cargo} build --quiet --release --target {GUEST_TARGET} -p agent -p probe -p hcall"
-    )
-    .quiet()
-    .env("RUSTFLAGS", "-C target-feature=+crt-static")
-    .run()
-    .context("build the static guest programs")?;
-    let bin = layout::target().join(GUEST_TARGET).join("release");
+    let bin = guest_programs(sh, p)?;
     // hcall's cases, then a short fuzz whose seed makes a failure
     // reproducible; on an unpatched host both must fail.
     let hcall = bin.join("hcall").display().to_string();
@@ -455,6 +482,25 @@ fn images(sh: &Shell, inputs: &Images, run_dir: &Path, p: &crate::stage::Progres
         serde_json::to_string_pretty(&config)?,
     )?;
     Ok(config.all_l1_tests())
+}
+
+/// Builds the guest programs (agent, probe, hcall) static, and returns
+/// the directory that holds them.
+pub fn guest_programs(sh: &Shell, p: &crate::stage::Progress) -> Result<PathBuf> {
+    p.say("cargo build --release (agent, probe, hcall: static)");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // crt-static on the gnu target gives self-contained binaries without
+    // installing another Rust target; --target keeps the flag away from
+    // build scripts and proc macros.
+    cmd!(
+        sh,
+        "{cargo} build --quiet --release --target {GUEST_TARGET} -p agent -p probe -p hcall"
+    )
+    .quiet()
+    .env("RUSTFLAGS", "-C target-feature=+crt-static")
+    .run()
+    .context("build the static guest programs")?;
+    Ok(layout::target().join(GUEST_TARGET).join("release"))
 }
 
 /// Writes what each test program in L2 printed (relayed in the report) to

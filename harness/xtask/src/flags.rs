@@ -63,13 +63,27 @@ pub struct KernelArgs {
     pub unpatched: bool,
 }
 
+/// Which CPU L1 runs on.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cpu {
+    /// QEMU: this machine's own under KVM, else TCG's "max", which
+    /// emulates AMD SVM. L2 Linux guests run on L1's KVM.
+    Default,
+    /// Bochs' Skylake-X, an emulated Intel CPU with VMX: kvm_intel in L1
+    /// runs hcall and the KVM selftests; no L2 Linux guest.
+    Intel,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct E2eArgs {
     #[command(flatten)]
     pub kernel: KernelArgs,
-    /// How to accelerate L1.
+    /// How to accelerate L1 (QEMU only).
     #[arg(long, value_enum, default_value = "auto")]
     pub accel: Accel,
+    /// The CPU L1 runs on.
+    #[arg(long, value_enum, default_value = "default")]
+    pub cpu: Cpu,
     /// Run every check even after a stage failed, where later stages can run.
     #[arg(long)]
     pub keep_going: bool,

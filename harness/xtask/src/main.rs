@@ -6,6 +6,7 @@
 //! parses flags and dispatches; each verb lives in the module of its name.
 
 mod bench;
+mod bochs;
 mod build;
 mod ci;
 mod debian;
@@ -13,6 +14,7 @@ mod deps;
 mod e2e;
 mod flags;
 mod initramfs;
+mod intel;
 mod kconfig;
 mod kselftest;
 mod ktap;

@@ -22,6 +22,12 @@ pub struct Report {
     pub run_dir: String,
     /// The L1 kernel that ran, once built.
     pub host_kernel: Option<String>,
+    /// The CPU L1 ran on, when it is not QEMU's (`--cpu intel`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<String>,
+    /// kvm_exit events in L1's trace by reason (`--cpu intel`).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub exit_reasons: std::collections::BTreeMap<String, usize>,
     pub checks: Vec<Check>,
     pub stages: Vec<Timing>,
 }

@@ -126,6 +126,22 @@ pub fn parse(text: &str, owners: &Owners) -> Trace {
     t
 }
 
+/// How many kvm_exit events the trace holds, by exit reason as the
+/// kernel names it ("VMCALL", "EPT_VIOLATION"...). With L2 guests the
+/// agent keeps only hypercall exits; without (the Intel run), all.
+pub fn exit_reasons(text: &str) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for l in text.lines().filter(|l| !l.starts_with('#')).filter_map(split) {
+        if l.event != "kvm_exit" {
+            continue;
+        }
+        if let Some(reason) = l.message.split_whitespace().skip_while(|w| *w != "reason").nth(1) {
+            *counts.entry(reason.to_string()).or_default() += 1;
+        }
+    }
+    counts
+}
+
 /// One trace line, split.
 #[derive(Debug, PartialEq)]
 struct Line<'a> {
@@ -185,6 +201,19 @@ fn hypercall_nr(message: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exit_reasons_are_counted_by_name() {
+        let text = "# tracer: nop\n\
+            hcall-80 (80) [000] d..1. 9.1: kvm_exit: vcpu 0 reason VMCALL rip 0x1003 info1 0x0\n\
+            hcall-80 (80) [000] d..1. 9.2: kvm_exit: vcpu 0 reason VMCALL rip 0x1003 info1 0x0\n\
+            hcall-80 (80) [000] d..1. 9.3: kvm_hypercall: nr 0xd a0 0x0 a1 0x0 a2 0x0 a3 0x0\n\
+            qemu-71 (71) [001] d..1. 9.4: kvm_exit: vcpu 1 reason hypercall rip 0x2\n";
+        let counts = exit_reasons(text);
+        assert_eq!(counts.get("VMCALL"), Some(&2));
+        assert_eq!(counts.get("hypercall"), Some(&1));
+        assert_eq!(counts.len(), 2);
+    }
 
     fn owners() -> Owners {
         Owners {

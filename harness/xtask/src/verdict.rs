@@ -328,7 +328,7 @@ const RUN_SKIPS: &[&str] = &["nested_kvm"];
 
 /// Why a VM reported nothing: CRASH with the panic line, TIMEOUT, or
 /// NO RESULT with the console's last line.
-fn no_report(vm: &str, timed_out: bool, console: &str) -> String {
+pub(crate) fn no_report(vm: &str, timed_out: bool, console: &str) -> String {
     if let Some(line) = console.lines().find(|l| l.contains("Kernel panic")) {
         return format!("CRASH: {vm} panicked: {}\n{}", line.trim(), tail(console, 15));
     }
@@ -344,7 +344,7 @@ fn no_report(vm: &str, timed_out: bool, console: &str) -> String {
     )
 }
 
-fn tail(text: &str, n: usize) -> String {
+pub(crate) fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     let from = lines.len().saturating_sub(n);
     lines[from..]
@@ -354,7 +354,7 @@ fn tail(text: &str, n: usize) -> String {
         .join("\n")
 }
 
-fn param_check(events: &[Event]) -> Check {
+pub(crate) fn param_check(events: &[Event]) -> Check {
     let value = events.iter().find_map(|ev| match ev {
         Event::Fact { name, value } if name == "hello_hypercall_param" => Some(value.as_str()),
         _ => None,
@@ -647,7 +647,7 @@ const PLAIN_EVIDENCE: &[(&str, &str)] = &[("kvm_pv_test", "testing hcall: KVM_HC
 /// KTAP case, and one for the program itself. Exit 4 is kselftest's SKIP;
 /// a crash (cases the plan announced but never reported) and "no tests
 /// ran" are failures, never passes.
-fn l1_test_checks(prog: &str, log: &str, events: &[Event]) -> Vec<Check> {
+pub(crate) fn l1_test_checks(prog: &str, log: &str, events: &[Event]) -> Vec<Check> {
     let ktap = ktap::parse(log);
     let mut checks: Vec<Check> = ktap
         .cases
@@ -977,7 +977,7 @@ fn dmesg_check(events: &[Event], check: &str, fact: &str) -> Check {
     }
 }
 
-fn console_check(name: &str, vm: &str, console: &str) -> Check {
+pub(crate) fn console_check(name: &str, vm: &str, console: &str) -> Check {
     let bad: Vec<&str> = console
         .lines()
         .filter(|l| proto::trouble::is_trouble(l))
