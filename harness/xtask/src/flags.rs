@@ -130,4 +130,8 @@ pub struct BenchArgs {
     /// TCG); their figures are carried over from the last bench.json.
     #[arg(long)]
     pub no_hcall: bool,
+    /// Time each stage of a cold `cargo xtask e2e` in a fresh clone of
+    /// HEAD under target/ (no caches; 10+ minutes) into bench.json's "cold".
+    #[arg(long, conflicts_with = "no_hcall")]
+    pub cold: bool,
 }
