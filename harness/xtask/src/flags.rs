@@ -125,6 +125,14 @@ pub struct CiArgs {
     /// clippy, unit tests and checkpatch only).
     #[arg(long)]
     pub no_e2e: bool,
+    /// Run only the E2E on this kernel, judged as `cargo xtask ci` judges
+    /// it: one cell of a CI matrix (see .github/workflows/e2e.yml).
+    #[arg(long, value_enum, value_name = "KERNEL", conflicts_with = "no_e2e")]
+    pub e2e: Option<KernelVersion>,
+    /// With --e2e: the negative control, which passes when the unpatched
+    /// run FAILS on the checks that tell the series apart.
+    #[arg(long, requires = "e2e")]
+    pub unpatched: bool,
 }
 
 #[derive(Args, Debug)]
@@ -136,4 +144,8 @@ pub struct BenchArgs {
     /// TCG); their figures are carried over from the last bench.json.
     #[arg(long)]
     pub no_hcall: bool,
+    /// Time each stage of a cold `cargo xtask e2e` in a fresh clone of
+    /// HEAD under target/ (no caches; 10+ minutes) into bench.json's "cold".
+    #[arg(long, conflicts_with = "no_hcall")]
+    pub cold: bool,
 }

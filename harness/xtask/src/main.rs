@@ -32,6 +32,7 @@ mod stock;
 mod tidy;
 mod trace;
 mod verdict;
+mod workflow;
 
 use std::process::ExitCode;
 

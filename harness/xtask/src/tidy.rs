@@ -87,3 +87,127 @@ fn ci_runs_the_readme_test_command() {
     );
     assert!(Path::new(&root.join("ARCHITECTURE.md")).exists());
 }
+
+/// The commands of a workflow's `run:` steps, one per line: a one-line
+/// `run: cmd`, or each line of a `run: |` block.
+fn run_commands(workflow: &str) -> Vec<String> {
+    let mut commands = Vec::new();
+    let mut lines = workflow.lines().peekable();
+    while let Some(line) = lines.next() {
+        let trimmed = line.trim_start().trim_start_matches("- ");
+        let Some(value) = trimmed.strip_prefix("run:") else {
+            continue;
+        };
+        let value = value.trim();
+        if !value.starts_with('|') && !value.starts_with('>') {
+            commands.push(value.to_string());
+            continue;
+        }
+        // A block: every following line indented deeper than `run:`.
+        let indent = line.len() - trimmed.len();
+        while let Some(next) =
+            lines.next_if(|l| l.trim().is_empty() || l.len() - l.trim_start().len() > indent)
+        {
+            let next = next.trim();
+            if !next.is_empty() && !next.starts_with('#') {
+                commands.push(next.to_string());
+            }
+        }
+    }
+    commands
+}
+
+/// What the README offers as a command: each line of its code blocks
+/// (without a trailing `# comment`) and each `inline code` span.
+fn readme_commands(readme: &str) -> Vec<String> {
+    let mut commands = Vec::new();
+    let mut in_block = false;
+    for line in readme.lines() {
+        if line.trim_start().starts_with("```") {
+            in_block = !in_block;
+        } else if in_block {
+            let command = line.split(" #").next().unwrap_or_default().trim();
+            if !command.is_empty() {
+                commands.push(command.to_string());
+            }
+        } else {
+            commands.extend(line.split('`').skip(1).step_by(2).map(|s| s.trim().to_string()));
+        }
+    }
+    commands
+}
+
+/// The workflow's kernel matrix: `kernel: ["6.12", "6.1", "7.3"]`.
+fn matrix_kernels(workflow: &str) -> Vec<String> {
+    workflow
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("kernel: ["))
+        .map(|list| {
+            list.trim_end_matches(']')
+                .split(',')
+                .map(|k| k.trim().trim_matches('"').to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_workflow_runs_the_readme_commands() {
+    use clap::ValueEnum;
+
+    let root = layout::root();
+    let readme = readme_commands(&std::fs::read_to_string(root.join("README.md")).unwrap());
+    let workflow = std::fs::read_to_string(root.join(".github/workflows/e2e.yml")).unwrap();
+    let kernels = matrix_kernels(&workflow);
+    let every: Vec<&str> = crate::flags::KernelVersion::value_variants()
+        .iter()
+        .map(|v| v.name())
+        .collect();
+    assert_eq!(kernels, every, "the workflow's matrix must hold every base");
+    let commands = run_commands(&workflow);
+    assert!(
+        commands.iter().any(|c| c.starts_with("cargo xtask e2e")),
+        "{commands:?}"
+    );
+    for command in &commands {
+        for kernel in &kernels {
+            let command = command.replace("${{ matrix.kernel }}", kernel);
+            assert!(
+                !command.contains("${{"),
+                "{command}: only the kernel may vary in a run step"
+            );
+            assert!(
+                readme.contains(&command),
+                "the workflow runs `{command}`, which README.md does not give"
+            );
+        }
+    }
+}
+
+#[test]
+fn run_steps_and_readme_commands_are_found() {
+    let workflow = "\
+jobs:
+  a:
+    steps:
+      - run: cargo xtask ci --no-e2e
+      - if: always()
+        run: |
+          # why
+          cargo xtask e2e
+          bash .ci/run
+      - uses: actions/cache@v5
+        with:
+          path: target
+";
+    assert_eq!(
+        run_commands(workflow),
+        ["cargo xtask ci --no-e2e", "cargo xtask e2e", "bash .ci/run"]
+    );
+    let readme = "Run `cargo xtask ci` or:\n\n```\ncargo xtask e2e      # the main job\n```\n";
+    assert_eq!(readme_commands(readme), ["cargo xtask ci", "cargo xtask e2e"]);
+    assert_eq!(
+        matrix_kernels("    matrix:\n        kernel: [\"6.12\", \"6.1\"]\n"),
+        ["6.12", "6.1"]
+    );
+}
