@@ -13,13 +13,13 @@ use anyhow::Result;
 use clap::ValueEnum;
 use xshell::{cmd, Shell};
 
-use crate::flags::{Accel, CiArgs, E2eArgs, KernelArgs, KernelVersion, PatchesArgs};
+use crate::flags::{Accel, CiArgs, Cpu, E2eArgs, KernelArgs, KernelVersion, PatchesArgs};
 use crate::verdict::Verdict;
 use crate::{e2e, layout, patches, workflow};
 
 pub fn run(args: &CiArgs) -> Result<ExitCode> {
     if let Some(kernel) = args.e2e {
-        return one_e2e(kernel, args.unpatched);
+        return one_e2e(kernel, args.unpatched, args.cpu);
     }
     let sh = Shell::new()?;
     let _dir = sh.push_dir(layout::root());
@@ -85,8 +85,11 @@ pub fn run(args: &CiArgs) -> Result<ExitCode> {
             let name = format!("patches --each {}", version.name());
             step(&name, expect_success(patches::run(&each)));
         }
-        for &(version, unpatched) in E2E_RUNS {
-            step(&e2e_name(version, unpatched), e2e_expect(version, unpatched));
+        for &(version, unpatched, cpu) in E2E_RUNS {
+            step(
+                &e2e_name(version, unpatched, cpu),
+                e2e_expect(version, unpatched, cpu),
+            );
         }
     }
 
@@ -112,19 +115,23 @@ pub fn run(args: &CiArgs) -> Result<ExitCode> {
 /// negative control first, then 6.1, then 7.3, whose source is fetched
 /// from trixie-backports and which is the one most likely to be cold.
 /// 7.3's negative control tells its checks apart on the newest base too.
-const E2E_RUNS: &[(KernelVersion, bool)] = &[
-    (KernelVersion::V6_12, false),
-    (KernelVersion::V6_12, true),
-    (KernelVersion::V6_1, false),
-    (KernelVersion::V7_3, false),
-    (KernelVersion::V7_3, true),
+/// The Intel runs (Bochs) boot the 6.12 host kernels the first two built,
+/// so they cost about two minutes and no build.
+const E2E_RUNS: &[(KernelVersion, bool, Cpu)] = &[
+    (KernelVersion::V6_12, false, Cpu::Default),
+    (KernelVersion::V6_12, true, Cpu::Default),
+    (KernelVersion::V6_12, false, Cpu::Intel),
+    (KernelVersion::V6_12, true, Cpu::Intel),
+    (KernelVersion::V6_1, false, Cpu::Default),
+    (KernelVersion::V7_3, false, Cpu::Default),
+    (KernelVersion::V7_3, true, Cpu::Default),
 ];
 
 /// `cargo xtask ci --e2e KERNEL [--unpatched]`: one E2E of the list above,
 /// with the same expectation, for a CI matrix that runs each on its own.
-fn one_e2e(kernel: KernelVersion, unpatched: bool) -> Result<ExitCode> {
-    let name = e2e_name(kernel, unpatched);
-    let failed = match e2e_expect(kernel, unpatched) {
+fn one_e2e(kernel: KernelVersion, unpatched: bool, cpu: Cpu) -> Result<ExitCode> {
+    let name = e2e_name(kernel, unpatched, cpu);
+    let failed = match e2e_expect(kernel, unpatched, cpu) {
         Ok(()) => {
             println!("ci: {name}: ok");
             0
@@ -142,13 +149,26 @@ fn one_e2e(kernel: KernelVersion, unpatched: bool) -> Result<ExitCode> {
     })
 }
 
-fn e2e_name(version: KernelVersion, unpatched: bool) -> String {
+fn e2e_name(version: KernelVersion, unpatched: bool, cpu: Cpu) -> String {
+    let cpu = match cpu {
+        Cpu::Default => "",
+        Cpu::Intel => " --cpu intel",
+    };
     let control = if unpatched {
         " --unpatched (negative control)"
     } else {
         ""
     };
-    format!("e2e {}{control}", version.name())
+    format!("e2e {}{cpu}{control}", version.name())
+}
+
+/// The checks an unpatched run must fail on: those that only the series
+/// can pass. The Intel run has no L2, so no syscall.
+fn must_fail(cpu: Cpu) -> &'static [&'static str] {
+    match cpu {
+        Cpu::Default => &["host_param", "syscall_greeting", "host_trace_greeting"],
+        Cpu::Intel => &["host_param", "trace_hello_world", "hcall"],
+    }
 }
 
 fn expect_success(result: Result<ExitCode>) -> Result<()> {
@@ -160,7 +180,7 @@ fn expect_success(result: Result<ExitCode>) -> Result<()> {
 
 /// Runs the E2E; patched must pass, unpatched must fail on the checks that
 /// prove the series is what makes the difference.
-fn e2e_expect(kernel: KernelVersion, unpatched: bool) -> Result<()> {
+fn e2e_expect(kernel: KernelVersion, unpatched: bool, cpu: Cpu) -> Result<()> {
     let args = E2eArgs {
         kernel: KernelArgs {
             kernel,
@@ -168,7 +188,7 @@ fn e2e_expect(kernel: KernelVersion, unpatched: bool) -> Result<()> {
             unpatched,
         },
         accel: Accel::Auto,
-        cpu: crate::flags::Cpu::Default,
+        cpu,
         keep_going: false,
         l1_test: vec![],
         l1_test_timeout: 120,
@@ -186,7 +206,7 @@ fn e2e_expect(kernel: KernelVersion, unpatched: bool) -> Result<()> {
         (false, Verdict::Pass) => Ok(()),
         (false, v) => anyhow::bail!("the E2E did not pass ({v:?})"),
         (true, Verdict::Fail) => {
-            let wanted = ["host_param", "syscall_greeting", "host_trace_greeting"];
+            let wanted = must_fail(cpu);
             let missing: Vec<&str> = wanted.iter().copied().filter(|n| !failed(n)).collect();
             if missing.is_empty() {
                 println!("ci: the unpatched run failed as it must ({})", wanted.join(", "));
@@ -206,21 +226,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_base_passes_its_e2e_and_two_have_a_negative_control() {
+    fn every_base_passes_its_e2e_and_three_have_a_negative_control() {
         for &version in KernelVersion::value_variants() {
-            assert!(E2E_RUNS.contains(&(version, false)), "no e2e {}", version.name());
+            assert!(
+                E2E_RUNS.contains(&(version, false, Cpu::Default)),
+                "no e2e {}",
+                version.name()
+            );
         }
         let controls: Vec<String> = E2E_RUNS
             .iter()
-            .filter(|(_, unpatched)| *unpatched)
-            .map(|&(v, u)| e2e_name(v, u))
+            .filter(|(_, unpatched, _)| *unpatched)
+            .map(|&(v, u, c)| e2e_name(v, u, c))
             .collect();
         assert_eq!(
             controls,
             [
                 "e2e 6.12 --unpatched (negative control)",
+                "e2e 6.12 --cpu intel --unpatched (negative control)",
                 "e2e 7.3 --unpatched (negative control)"
             ]
         );
+        // Every patched run has its negative control on the same CPU.
+        for &(_, _, cpu) in E2E_RUNS {
+            assert!(E2E_RUNS.contains(&(KernelVersion::V6_12, true, cpu)));
+        }
     }
 }

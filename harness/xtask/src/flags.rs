@@ -133,6 +133,9 @@ pub struct CiArgs {
     /// run FAILS on the checks that tell the series apart.
     #[arg(long, requires = "e2e")]
     pub unpatched: bool,
+    /// With --e2e: the CPU L1 runs on.
+    #[arg(long, value_enum, default_value = "default", requires = "e2e")]
+    pub cpu: Cpu,
 }
 
 #[derive(Args, Debug)]
