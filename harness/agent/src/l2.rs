@@ -92,6 +92,10 @@ pub fn run(
                 vm_created(&mut creating, "seen when the guest first reported");
                 report.send(&event);
                 match &event {
+                    Event::Hello { .. } if kills_this(cfg, guest) => {
+                        init_seconds = Some(started.elapsed().as_secs_f64());
+                        let _ = child.kill();
+                    }
                     Event::Hello { .. } => init_seconds = Some(started.elapsed().as_secs_f64()),
                     Event::Done { .. } => done_seconds = Some(started.elapsed().as_secs_f64()),
                     _ => {}
@@ -118,10 +122,11 @@ pub fn run(
     }
     // A QEMU that ended without a VM holds nobody up any longer.
     drop(creating);
-    let status = finish(&mut child, deadline, timed_out)?;
+    let (status, signal) = finish(&mut child, deadline, timed_out)?;
     Ok(Event::L2Exit {
         guest: guest.name.clone(),
         status,
+        signal,
         timed_out,
         seconds: started.elapsed().as_secs_f64(),
         init_seconds,
@@ -132,6 +137,11 @@ pub fn run(
 
 /// Whether process `pid` holds a KVM VM: KVM_CREATE_VM returns a file
 /// descriptor on the anonymous inode "kvm-vm".
+/// Whether the injected fault is to kill this guest's QEMU.
+fn kills_this(cfg: &AgentConfig, guest: &Guest) -> bool {
+    cfg.fault.as_deref() == Some("kill-l2-main") && guest.name == "main"
+}
+
 fn has_vm(pid: u32) -> bool {
     let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
         return false;
@@ -161,16 +171,19 @@ fn spawn_reader(stdout: std::process::ChildStdout) -> mpsc::Receiver<String> {
 
 /// Waits for QEMU until the deadline and kills it after; QEMU is never left
 /// running. Returns its exit code, `None` when it was killed.
-fn finish(child: &mut Child, deadline: Instant, timed_out: bool) -> Result<Option<i32>> {
+/// How QEMU ended: its exit code, or the signal that ended it; both
+/// `None` when it had to be killed at its deadline.
+fn finish(child: &mut Child, deadline: Instant, timed_out: bool) -> Result<(Option<i32>, Option<i32>)> {
+    use std::os::unix::process::ExitStatusExt;
     while !timed_out && Instant::now() < deadline {
         if let Some(status) = child.try_wait().context("wait for QEMU")? {
-            return Ok(status.code());
+            return Ok((status.code(), status.signal()));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     let _ = child.kill();
     let _ = child.wait();
-    Ok(None)
+    Ok((None, None))
 }
 
 #[cfg(test)]

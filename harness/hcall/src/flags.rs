@@ -2,7 +2,7 @@
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{bench, fuzz};
+use crate::{bench, fuzz, soak};
 
 #[derive(Parser, Debug, PartialEq)]
 #[command(
@@ -32,6 +32,10 @@ pub enum Verb {
     /// Random arguments, modes, CPLs and enablement against the ABI model,
     /// then the kernel log; --seed reproduces a run.
     Fuzz(FuzzArgs),
+    /// A million fuzzed calls from several vCPUs at once, with memslot
+    /// edits between calls, while kvm.hello_hypercall flips; then the
+    /// kernel log. Needs the series' parameter, writable.
+    Soak(SoakArgs),
 }
 
 #[derive(Args, Debug, PartialEq, Default)]
@@ -68,6 +72,37 @@ pub struct FuzzArgs {
     /// The seed of the draws (default: from the clock); decimal or 0x hex.
     #[arg(long, value_parser = number)]
     pub seed: Option<u64>,
+}
+
+#[derive(Args, Debug, PartialEq)]
+pub struct SoakArgs {
+    /// Print one JSON object on stdout; the KTAP goes to stderr.
+    #[arg(long)]
+    pub json: bool,
+    /// Calls per worker.
+    #[arg(long, default_value_t = soak::DEFAULT_CALLS, value_parser = number)]
+    pub calls: u64,
+    /// Workers, each a process with a VM and a vCPU of its own.
+    #[arg(long, default_value_t = soak::DEFAULT_WORKERS, value_parser = number)]
+    pub workers: u64,
+    /// The seed of the draws; decimal or 0x hex.
+    #[arg(long, value_parser = number)]
+    pub seed: Option<u64>,
+    /// Internal: run as worker N of a soak started by its parent.
+    #[arg(long, hide = true, value_parser = number)]
+    pub worker: Option<u64>,
+}
+
+impl From<SoakArgs> for soak::Options {
+    fn from(a: SoakArgs) -> Self {
+        soak::Options {
+            json: a.json,
+            calls: a.calls,
+            workers: a.workers,
+            seed: a.seed,
+            worker: a.worker,
+        }
+    }
 }
 
 /// A number in decimal or, with "0x", hex: seeds are often written in hex.

@@ -16,7 +16,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use serde_json::{json, Map, Value};
 
-use crate::abi::{self, describe, Enablement};
+use crate::abi::{self, describe, Enablement, Slot};
 use crate::cases::Ctx;
 use crate::check::{guest_result, show, Change};
 use crate::host;
@@ -42,15 +42,15 @@ pub struct Options {
 
 /// One drawn call: everything needed to run and to reproduce it.
 #[derive(Clone, Copy, Debug)]
-struct Draw {
-    mode: Mode,
-    cpl: u8,
+pub(crate) struct Draw {
+    pub(crate) mode: Mode,
+    pub(crate) cpl: u8,
     /// The VM called in, by what it was created with.
-    enablement: Enablement,
+    pub(crate) enablement: Enablement,
     /// kvm.hello_hypercall at the time of the call, when the fuzz may set
     /// it; the VM must ignore it.
     param_now: Option<bool>,
-    args: [u64; 4],
+    pub(crate) args: [u64; 4],
 }
 
 fn draw_gpa(r: &mut SplitMix64) -> u64 {
@@ -109,7 +109,7 @@ fn draw_reserved(r: &mut SplitMix64) -> u64 {
 /// Draws a call into one of the VMs in `vms` (half of them into the
 /// enabled one, when there is one); `toggle` says whether the parameter
 /// may be set.
-fn draw(r: &mut SplitMix64, vms: &[Enablement], toggle: bool) -> Draw {
+pub(crate) fn draw(r: &mut SplitMix64, vms: &[Enablement], toggle: bool) -> Draw {
     let (mode, cpl) = match r.below(20) {
         0..=3 => (Mode::Real, 0),
         4..=8 => (Mode::Protected32, 0),
@@ -133,7 +133,7 @@ fn draw(r: &mut SplitMix64, vms: &[Enablement], toggle: bool) -> Draw {
     }
 }
 
-fn describe_draw(i: u64, d: &Draw) -> String {
+pub(crate) fn describe_draw(i: u64, d: &Draw) -> String {
     let [a0, a1, a2, a3] = d.args;
     let now = match d.param_now {
         Some(true) => " (kvm.hello_hypercall now Y)",
@@ -148,14 +148,15 @@ fn describe_draw(i: u64, d: &Draw) -> String {
     )
 }
 
-/// The problems with one call's outcome; empty if it matched the model.
-fn judge(d: &Draw, stop: &Stop, changes: &[Change]) -> Vec<String> {
+/// The problems with one call's outcome, in a VM whose memslots are
+/// `slots`; empty if it matched the model.
+pub(crate) fn judge(d: &Draw, stop: &Stop, changes: &[Change], slots: &[Slot]) -> Vec<String> {
     let call = abi::Call {
         args: d.args,
         long_mode: d.mode.is_64bit(),
         cpl: d.cpl,
     };
-    let want = abi::expected(&call, d.enablement, &layout::SLOTS);
+    let want = abi::expected(&call, d.enablement, slots);
     let regs = match stop {
         Stop::Reported(regs) => regs,
         other => return vec![format!("guest did not report: {other:?}")],
@@ -370,7 +371,7 @@ fn fuzz(kvm: kvm_ioctls::Kvm, opts: &Options) -> Result<i32> {
             .vm
             .enter_guest(&entry, &mut |_| (-abi::KVM_ENOSYS) as u64)?;
         let changes = target.vm.changes_since(&target.reference)?;
-        let problems = judge(&d, &stop, &changes);
+        let problems = judge(&d, &stop, &changes, &layout::SLOTS);
 
         tally.calls += 1;
         *tally
@@ -513,31 +514,31 @@ mod tests {
     #[test]
     fn judge_accepts_the_model() {
         let call = d(Mode::Long64, [DATA, 5, 0, 0]);
-        assert!(judge(&call, &reported(5), &greeting_at(DATA, 5)).is_empty());
+        assert!(judge(&call, &reported(5), &greeting_at(DATA, 5), &layout::SLOTS).is_empty());
         // 32-bit: zero-extended -22 in RAX is -22.
         let bad = d(Mode::Protected32, [DATA, 0, 0, 0]);
-        assert!(judge(&bad, &reported(0xffff_ffea), &[]).is_empty());
+        assert!(judge(&bad, &reported(0xffff_ffea), &[], &layout::SLOTS).is_empty());
     }
 
     #[test]
     fn judge_rejects_deviations() {
         let call = d(Mode::Long64, [DATA, 5, 0, 0]);
-        let p = judge(&call, &reported(12), &greeting_at(DATA, 12));
+        let p = judge(&call, &reported(12), &greeting_at(DATA, 12), &layout::SLOTS);
         assert!(p.iter().any(|x| x.contains("got 12, want 5")), "{p:?}");
         assert!(p.iter().any(|x| x.contains("unexpected byte")), "{p:?}");
-        let p = judge(&call, &reported(5), &[]);
+        let p = judge(&call, &reported(5), &[], &layout::SLOTS);
         assert!(p.iter().any(|x| x.contains("not written")), "{p:?}");
-        let p = judge(&call, &reported(13), &greeting_at(DATA, 5));
+        let p = judge(&call, &reported(13), &greeting_at(DATA, 5), &layout::SLOTS);
         assert!(p.iter().any(|x| x.contains("not in the documented set")), "{p:?}");
-        assert!(!judge(&call, &Stop::TimedOut, &[]).is_empty());
+        assert!(!judge(&call, &Stop::TimedOut, &[], &layout::SLOTS).is_empty());
     }
 
     #[test]
     fn judge_follows_the_v2_rules() {
         // A size without a buffer is refused now; the v1 answer (0) fails.
         let sized = d(Mode::Long64, [0, 5, 0, 0]);
-        assert!(judge(&sized, &reported((-abi::KVM_EINVAL) as u64), &[]).is_empty());
-        let p = judge(&sized, &reported(0), &[]);
+        assert!(judge(&sized, &reported((-abi::KVM_EINVAL) as u64), &[], &layout::SLOTS).is_empty());
+        let p = judge(&sized, &reported(0), &[], &layout::SLOTS);
         assert!(p.iter().any(|x| x.contains("got 0, want -22")), "{p:?}");
         // A VM created with the parameter off stays off, whatever it is now.
         let off = Draw {
@@ -545,18 +546,18 @@ mod tests {
             param_now: Some(true),
             ..d(Mode::Long64, [DATA, 12, 0, 0])
         };
-        assert!(judge(&off, &reported((-abi::KVM_ENOSYS) as u64), &[]).is_empty());
+        assert!(judge(&off, &reported((-abi::KVM_ENOSYS) as u64), &[], &layout::SLOTS).is_empty());
         let on = Draw {
             enablement: Enablement::On,
             param_now: Some(false),
             ..off
         };
-        assert!(judge(&on, &reported(12), &greeting_at(DATA, 12)).is_empty());
+        assert!(judge(&on, &reported(12), &greeting_at(DATA, 12), &layout::SLOTS).is_empty());
         let protected = Draw {
             enablement: Enablement::ProtectedVm,
             ..on
         };
-        let p = judge(&protected, &reported(12), &greeting_at(DATA, 12));
+        let p = judge(&protected, &reported(12), &greeting_at(DATA, 12), &layout::SLOTS);
         assert_eq!(p.len(), 2, "{p:?}");
     }
 

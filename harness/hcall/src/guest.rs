@@ -148,6 +148,31 @@ pub fn bench_loop(enc: Encoding) -> Vec<u8> {
     code
 }
 
+/// 64-bit loop for the soak: R8 calls of hypercall R9 with the preloaded
+/// a0..a3, each result compared with the first. It reports with the first
+/// result in RDI and R8 at 0 when every call returned the same, or with
+/// R8 still counting and RAX the call that differed.
+pub fn soak_loop(enc: Encoding) -> Vec<u8> {
+    let [b0, b1, b2] = enc.bytes();
+    #[rustfmt::skip]
+    let code = vec![
+        0x44, 0x89, 0xc8,               //  0: mov eax, r9d
+        b0, b1, b2,                     //  3: vmcall / vmmcall
+        0x48, 0x89, 0xc7,               //  6: mov rdi, rax        (the first result)
+        0x49, 0xff, 0xc8,               //  9: dec r8
+        0x74, 0x10,                     // 12: jz done (+16)
+        0x44, 0x89, 0xc8,               // 14: again: mov eax, r9d
+        b0, b1, b2,                     // 17: vmcall / vmmcall
+        0x48, 0x39, 0xf8,               // 20: cmp rax, rdi
+        0x75, 0x05,                     // 23: jne done (+5)
+        0x49, 0xff, 0xc8,               // 25: dec r8
+        0x75, 0xf0,                     // 28: jnz again (-16)
+        0xe6, REPORT_PORT as u8,        // 30: done: out REPORT_PORT, al
+        0xf4,                           // 32: hlt
+    ];
+    code
+}
+
 /// The handler of one exception vector, valid in 16-, 32- and 64-bit code:
 /// it reports the vector and stops.
 pub fn exception_stub(vector: u8) -> [u8; layout::EXCEPTION_STUB_SIZE as usize] {
@@ -197,5 +222,12 @@ mod tests {
         assert_eq!(&stale[40..45], &[0xb8, 13, 0, 0, 0]);
         assert_eq!(&stale[45..], &[0x0f, 0x01, 0xc1, 0xe6, REPORT_PORT as u8, 0xf4]);
         assert_eq!(exception_stub(6)[1], 6);
+        // The soak loop's three jumps land on "again" (14) and "done" (30).
+        let soak = soak_loop(Encoding::Vmcall);
+        let target = |at: usize| at as i64 + 2 + i64::from(soak[at + 1] as i8);
+        assert_eq!((soak[12], target(12)), (0x74, 30));
+        assert_eq!((soak[23], target(23)), (0x75, 30));
+        assert_eq!((soak[28], target(28)), (0x75, 14));
+        assert_eq!(soak[30], 0xe6);
     }
 }

@@ -26,6 +26,7 @@ mod memory;
 mod modes;
 mod param;
 mod prng;
+mod soak;
 mod vm;
 
 use std::panic::AssertUnwindSafe;
@@ -41,6 +42,7 @@ fn main() {
         Some(flags::Verb::Run(r)) => run(&args.dev, &r.cases, r.list),
         Some(flags::Verb::Bench(b)) => bench::main(&args.dev, &b.into()),
         Some(flags::Verb::Fuzz(f)) => fuzz::main(&args.dev, &f.into()),
+        Some(flags::Verb::Soak(s)) => soak::main(&args.dev, &s.into()),
     };
     std::process::exit(code);
 }

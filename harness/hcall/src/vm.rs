@@ -105,11 +105,13 @@ pub struct Vm {
     // Drop order matters: the vCPU and the VM (and with it the memslots)
     // go before the memory they point at.
     vcpu: VcpuFd,
-    _vm: VmFd,
+    vm: VmFd,
     reset_sregs: kvm_sregs,
     ram: GuestMemory,
     edge: GuestMemory,
     ro: GuestMemory,
+    /// Where slot 1 (the edge page) is now: `None` once deleted.
+    edge_at: Option<u64>,
 }
 
 fn enable_cap(cap: u32, arg0: u64) -> kvm_enable_cap {
@@ -209,19 +211,70 @@ impl Vm {
         let reset_sregs = vcpu.get_sregs().context("KVM_GET_SREGS")?;
         Ok(Vm {
             vcpu,
-            _vm: vm,
+            vm,
             reset_sregs,
             ram,
             edge,
             ro,
+            edge_at: Some(layout::EDGE.gpa),
         })
+    }
+
+    /// Moves slot 1, the edge page, to `at`, or deletes it (`None`): the
+    /// memslot edits the soak makes between calls. Its memory and contents
+    /// stay the same; only where the guest sees them changes.
+    pub fn set_edge(&mut self, at: Option<u64>) -> Result<()> {
+        let mut region = kvm_userspace_memory_region {
+            slot: layout::SLOT_EDGE,
+            flags: 0,
+            guest_phys_addr: self.edge_gpa(),
+            memory_size: 0,
+            userspace_addr: self.edge.host_addr(),
+        };
+        // A present slot is deleted first: KVM moves a slot in place too,
+        // but a delete and a create also cover the way back from None.
+        if self.edge_at.is_some() {
+            // SAFETY: size 0 deletes the slot; no memory is mapped by it.
+            unsafe { self.vm.set_user_memory_region(region) }.context("delete memslot 1")?;
+            self.edge_at = None;
+        }
+        if let Some(gpa) = at {
+            region.guest_phys_addr = gpa;
+            region.memory_size = layout::EDGE.size;
+            // SAFETY: `self.edge` is a live mapping of exactly this size,
+            // which the Vm drops only after the VM fd (field order).
+            unsafe { self.vm.set_user_memory_region(region) }
+                .with_context(|| format!("create memslot 1 at {gpa:#x}"))?;
+            self.edge_at = Some(gpa);
+        }
+        Ok(())
+    }
+
+    /// The guest-physical address of the edge page, or its home while it
+    /// is deleted (where host-side reads and writes still label it).
+    fn edge_gpa(&self) -> u64 {
+        self.edge_at.unwrap_or(layout::EDGE.gpa)
+    }
+
+    /// The memslots as the guest sees them now, for the ABI model.
+    pub fn slots(&self) -> Vec<abi::Slot> {
+        let mut slots = vec![layout::RAM];
+        if let Some(gpa) = self.edge_at {
+            slots.push(abi::Slot { gpa, ..layout::EDGE });
+        }
+        slots.push(layout::RO);
+        slots
     }
 
     /// The memory backing `[gpa, gpa + len)`, which must lie in one slot.
     fn backing_mut(&mut self, gpa: u64, len: usize) -> Option<(&mut GuestMemory, u64)> {
+        let edge = abi::Slot {
+            gpa: self.edge_gpa(),
+            ..layout::EDGE
+        };
         [
             (layout::RAM, &mut self.ram),
-            (layout::EDGE, &mut self.edge),
+            (edge, &mut self.edge),
             (layout::RO, &mut self.ro),
         ]
         .into_iter()
@@ -243,7 +296,7 @@ impl Vm {
         let ram_data = (layout::RAM.size - layout::DATA) as usize;
         Ok(vec![
             (layout::DATA, self.ram.read(layout::DATA, ram_data)?),
-            (layout::EDGE.gpa, self.edge.read(0, self.edge.len())?),
+            (self.edge_gpa(), self.edge.read(0, self.edge.len())?),
             (layout::RO.gpa, self.ro.read(0, self.ro.len())?),
         ])
     }
@@ -263,7 +316,7 @@ impl Vm {
             unsafe { mem.inspect(offset, old.len(), |now| diff_area(gpa, old, now, &mut changes)) }
         };
         compare(&self.ram, layout::DATA, layout::DATA, ram)?;
-        compare(&self.edge, 0, layout::EDGE.gpa, edge)?;
+        compare(&self.edge, 0, self.edge_gpa(), edge)?;
         compare(&self.ro, 0, layout::RO.gpa, ro)?;
         Ok(changes)
     }

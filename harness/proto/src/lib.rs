@@ -88,6 +88,10 @@ pub enum Event {
         /// L2's QEMU process: the trace's thread group of its calls.
         #[serde(default)]
         pid: Option<u32>,
+        /// The signal that ended QEMU, when one did and the agent did not
+        /// send it (a crash, the OOM killer, an injected fault).
+        #[serde(default)]
+        signal: Option<i32>,
     },
     /// How one L1 test program ended; its output is in l1test-<name>.log.
     L1Test {
@@ -246,6 +250,10 @@ pub struct AgentConfig {
     /// Each test program's deadline.
     #[serde(default)]
     pub l1_test_timeout_secs: u64,
+    /// A fault the agent injects, for `cargo xtask faults`: "kill-l2-main"
+    /// kills the main guest's QEMU once its probe has said hello.
+    #[serde(default)]
+    pub fault: Option<String>,
 }
 
 impl AgentConfig {
@@ -401,6 +409,7 @@ mod tests {
             l1_tests: vec![],
             l1_extra_tests: vec![],
             l1_test_timeout_secs: 0,
+            fault: None,
         }
     }
 

@@ -22,6 +22,8 @@ use crate::layout;
 use crate::qemu::{self, Accel};
 
 mod cold;
+mod soak;
+mod stages;
 
 /// The goal from the issue: a warm run within 1.3x of the raw run.
 const WARM_GOAL_RATIO: f64 = 1.3;
@@ -54,9 +56,35 @@ struct Bench {
     hcall_bench: serde_json::Value,
     /// `hcall fuzz --json` inside L1: calls checked, failures, the seed.
     hcall_fuzz: serde_json::Value,
-    /// The last `bench --cold`'s figures, kept (see bench/cold.rs).
-    #[serde(skip_serializing_if = "serde_json::Value::is_null")]
-    cold: serde_json::Value,
+    /// What the other modes wrote (`--cold`, `--soak`, `--repeat`,
+    /// `--intel`), carried over from the last bench.json.
+    #[serde(flatten)]
+    kept: serde_json::Map<String, serde_json::Value>,
+}
+
+/// bench.json's sections that a mode of its own writes.
+const SECTIONS: &[&str] = &["cold", "soak", "repeat", "intel"];
+
+/// Those sections of the last bench.json.
+fn kept_sections() -> serde_json::Map<String, serde_json::Value> {
+    let last = cold::last();
+    SECTIONS
+        .iter()
+        .filter_map(|s| Some((s.to_string(), last.get(*s)?.clone())))
+        .collect()
+}
+
+/// Writes one section into bench.json, keeping the rest.
+fn write_section(name: &str, value: serde_json::Value) -> Result<PathBuf> {
+    let mut bench = cold::last();
+    if !bench.is_object() {
+        bench = serde_json::json!({});
+    }
+    bench[name] = value;
+    let path = layout::xtask().join("bench.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&bench)?)
+        .with_context(|| format!("write {}", path.display()))?;
+    Ok(path)
 }
 
 /// Calls the benchmark's fuzz makes (the issue asks for at least 100,000).
@@ -65,6 +93,15 @@ const FUZZ_CALLS: u32 = 100_000;
 pub fn run(args: &BenchArgs) -> Result<ExitCode> {
     if args.cold {
         return cold::run();
+    }
+    if args.soak {
+        return soak::run();
+    }
+    if let Some(n) = args.repeat {
+        return stages::repeat(n);
+    }
+    if args.intel {
+        return stages::intel();
     }
     let sh = Shell::new()?;
     let _dir = sh.push_dir(layout::root());
@@ -161,7 +198,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
         l2_memory_mib: config.l2_memory_mib,
         hcall_bench,
         hcall_fuzz,
-        cold: cold::last()["cold"].clone(),
+        kept: kept_sections(),
     };
     let path = layout::xtask().join("bench.json");
     std::fs::write(&path, serde_json::to_string_pretty(&bench)?)?;
@@ -213,7 +250,7 @@ fn hcall_figures(sh: &Shell, cargo: &str) -> Result<(serde_json::Value, serde_js
 
 /// The first JSON object in a log that mixes it with KTAP lines: from a
 /// line that opens with '{' to the line that closes it.
-fn json_object(log: &str) -> Option<serde_json::Value> {
+pub(crate) fn json_object(log: &str) -> Option<serde_json::Value> {
     let lines: Vec<&str> = log.lines().collect();
     let start = lines.iter().position(|l| l.starts_with('{'))?;
     (start..lines.len()).find_map(|end| serde_json::from_str(&lines[start..=end].join("\n")).ok())
@@ -386,6 +423,7 @@ mod tests {
             l1_tests: vec![],
             l1_extra_tests: vec![],
             l1_test_timeout_secs: 60,
+            fault: None,
         };
         let script = l1_script(&config, &config.guests);
         assert_eq!(script.matches(" </dev/null &\n").count(), 2, "{script}");

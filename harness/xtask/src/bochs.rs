@@ -188,6 +188,11 @@ pub fn run(
                 seconds: started.elapsed().as_secs_f64(),
             });
         }
+        // SIGINT or SIGTERM: Bochs goes now, the run reports INTERRUPTED.
+        if let Some(signal) = crate::interrupt::caught() {
+            drop(child);
+            anyhow::bail!("interrupted by {signal}: Bochs stopped");
+        }
         std::thread::sleep(Duration::from_millis(250));
     }
 }

@@ -107,6 +107,25 @@ impl Plan {
         })
     }
 
+    /// The same build with the sanitizers (host-sanitize.config): a
+    /// directory and key of its own, so the plain build stays cached.
+    pub fn sanitized(mut self) -> Result<Plan> {
+        let fragment = layout::configs().join("host-sanitize.config");
+        let mut h = Sha256::new();
+        h.update(&self.key);
+        h.update(std::fs::read(&fragment).with_context(|| format!("read {}", fragment.display()))?);
+        self.key = hex(&h.finalize());
+        self.fragments.push(fragment);
+        let name = self
+            .dir
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        self.dir = self.dir.with_file_name(format!("{name}-sanitize"));
+        Ok(self)
+    }
+
     /// A directory beside the build directory, e.g. "6.12-hello-host.kconfig".
     /// (Not `with_extension`: the version's dot would make every variant share it.)
     pub fn sibling(&self, suffix: &str) -> PathBuf {

@@ -59,6 +59,7 @@ pub fn run(args: &CiArgs) -> Result<ExitCode> {
             kernel: version,
             tree: None,
             unpatched: false,
+            series: None,
         };
         let only_check = PatchesArgs {
             kernel,
@@ -77,6 +78,7 @@ pub fn run(args: &CiArgs) -> Result<ExitCode> {
                     kernel: version,
                     tree: None,
                     unpatched: false,
+                    series: None,
                 },
                 export: None,
                 signoff: None,
@@ -186,13 +188,16 @@ fn e2e_expect(kernel: KernelVersion, unpatched: bool, cpu: Cpu) -> Result<()> {
             kernel,
             tree: None,
             unpatched,
+            series: None,
         },
         accel: Accel::Auto,
         cpu,
+        sanitize: false,
         keep_going: false,
         l1_test: vec![],
         l1_test_timeout: 120,
         timeout: 300,
+        fault: None,
     };
     let report = e2e::execute(&args)?;
     report.print();

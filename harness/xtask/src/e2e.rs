@@ -19,7 +19,7 @@ use crate::qemu::{self, Accel, L1};
 use crate::report::Report;
 use crate::stage::Stages;
 use crate::verdict::{self, Check, Evidence, Verdict};
-use crate::{deps, initramfs, kselftest, layout, module, selftests, source, stock};
+use crate::{deps, initramfs, kselftest, layout, module, sanitize, selftests, source, stock};
 
 /// Guest memory: L1 holds two L2s side by side (2 x 256 MiB, touched
 /// only as far as they boot) plus its own kernel, QEMU and the tests.
@@ -39,6 +39,10 @@ const GUEST_TARGET: &str = "x86_64-unknown-linux-gnu";
 pub fn run(args: &E2eArgs) -> Result<ExitCode> {
     let report = execute(args)?;
     report.print();
+    if report.interrupted.is_some() {
+        // Nothing was judged to its end: a harness error, not a FAIL.
+        return Ok(ExitCode::from(crate::EXIT_HARNESS_ERROR));
+    }
     Ok(match report.verdict {
         Verdict::Pass => ExitCode::SUCCESS,
         Verdict::Fail => ExitCode::FAILURE,
@@ -64,7 +68,7 @@ pub fn execute(args: &E2eArgs) -> Result<Report> {
             crate::intel::pipeline(&sh, args, &run_dir, &mut stages, &mut host_kernel, &mut ran)
         }
     };
-    let checks = match result {
+    let mut checks = match result {
         Ok(checks) => checks,
         Err(err) => {
             let stage = stages.timings.last().map_or("setup", |t| t.name.as_str());
@@ -75,6 +79,18 @@ pub fn execute(args: &E2eArgs) -> Result<Report> {
             )]
         }
     };
+    let interrupted = crate::interrupt::caught();
+    if let Some(signal) = interrupted {
+        let stage = stages.timings.last().map_or("setup", |t| t.name.as_str());
+        checks.push(Check::new(
+            "interrupted",
+            Verdict::Fail,
+            format!(
+                "INTERRUPTED by {signal} during the {stage} stage; no emulator left running, logs kept in {}",
+                run_dir.display()
+            ),
+        ));
+    }
     let report = Report {
         verdict: verdict::overall(&checks),
         kernel: args
@@ -86,6 +102,7 @@ pub fn execute(args: &E2eArgs) -> Result<Report> {
         accel: accel.map(|a: Accel| a.name().to_string()),
         run_dir: run_dir.display().to_string(),
         host_kernel: host_kernel.map(|k: PathBuf| k.display().to_string()),
+        interrupted: interrupted.map(String::from),
         cpu: ran.as_ref().map(|r: &crate::intel::Ran| r.cpu.clone()),
         exit_reasons: ran.map(|r| r.exit_reasons).unwrap_or_default(),
         checks,
@@ -107,7 +124,8 @@ fn new_run_dir(sh: &Shell, args: &E2eArgs) -> Result<PathBuf> {
         flags::Cpu::Default => "",
         flags::Cpu::Intel => "-intel",
     };
-    let base = format!("{stamp}-{}-{variant}{cpu}", args.kernel.kernel.name());
+    let sanitize = if args.sanitize { "-sanitize" } else { "" };
+    let base = format!("{stamp}-{}-{variant}{cpu}{sanitize}", args.kernel.kernel.name());
     std::fs::create_dir_all(layout::runs()).context("create target/xtask/runs")?;
     // Two runs started in the same second must not share a directory: the
     // first to create a name owns it, the next one numbers its own.
@@ -151,7 +169,7 @@ fn pipeline(
         series,
     } = prepare_tree(sh, &args.kernel, stages)?;
     let patched = !args.kernel.unpatched;
-    let host = Plan::new(sh, Role::Host, &tree, &variant, &tree_id, patched)?;
+    let host = host_plan(sh, args, &tree, &variant, &tree_id)?;
     let guest = Plan::new(sh, Role::Guest, &tree, &variant, &tree_id, patched)?;
 
     let mut checks = Vec::new();
@@ -251,6 +269,7 @@ fn pipeline(
             kselftest: kselftest.binary.as_deref(),
             stock: stock.as_ref().ok().map(|(s, m)| (s, m.ko.as_path())),
             l1_test_timeout: args.l1_test_timeout,
+            fault: args.fault.as_deref(),
         };
         images(sh, &inputs, run_dir, p)
     })?;
@@ -316,7 +335,20 @@ fn pipeline(
         })
     })?;
     checks.extend(verdict::judge(&evidence));
+    if args.sanitize {
+        checks.push(sanitize::check(&evidence.l1_console));
+    }
     Ok(checks)
+}
+
+/// L1's build: the sanitized variant with --sanitize.
+pub fn host_plan(sh: &Shell, args: &E2eArgs, tree: &Path, variant: &str, tree_id: &str) -> Result<Plan> {
+    let plan = Plan::new(sh, Role::Host, tree, variant, tree_id, !args.kernel.unpatched)?;
+    if args.sanitize {
+        plan.sanitized()
+    } else {
+        Ok(plan)
+    }
 }
 
 /// The tree a run builds, and what names its builds.
@@ -332,12 +364,11 @@ pub struct Tree {
 /// The deps, source and patch stages: the tree to build, patched unless
 /// --unpatched.
 pub fn prepare_tree(sh: &Shell, kernel: &flags::KernelArgs, stages: &mut Stages) -> Result<Tree> {
-    let version = kernel.kernel;
     stages.run("deps", |p| deps::ensure_for(sh, kernel, p))?;
     let source = stages.run("source", |p| source::prepare(sh, kernel, p))?;
     // The negative control does not need the series, only its syscall
     // number when the series is there.
-    let series = match Series::load(&layout::series_dir(version)) {
+    let series = match Series::load(&kernel.series_dir()) {
         Ok(series) => Some(series),
         Err(_) if kernel.unpatched => None,
         Err(err) => return Err(err),
@@ -364,7 +395,7 @@ pub fn prepare_tree(sh: &Shell, kernel: &flags::KernelArgs, stages: &mut Stages)
         let tree = stages.run("patch", |p| patches::apply(sh, &source, series, p))?;
         (
             tree,
-            format!("{}-hello", source.name),
+            patches::variant(&source, series)?,
             format!("{} {}", source.base, series.digest()?),
         )
     };
@@ -391,6 +422,8 @@ struct Images<'a> {
     l1_test_timeout: u64,
     /// Debian's stock kernel and the module built for it, when it runs.
     stock: Option<(&'a stock::Stock, &'a Path)>,
+    /// The fault the agent injects (--fault).
+    fault: Option<&'a str>,
 }
 
 /// Builds the static guest programs, L2's initramfs and the agent's
@@ -476,6 +509,7 @@ fn images(sh: &Shell, inputs: &Images, run_dir: &Path, p: &crate::stage::Progres
         l1_tests,
         l1_extra_tests: inputs.l1_extra_tests.to_vec(),
         l1_test_timeout_secs: inputs.l1_test_timeout,
+        fault: inputs.fault.map(String::from),
     };
     std::fs::write(
         run_dir.join(proto::AGENT_CONFIG),

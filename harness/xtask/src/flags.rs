@@ -25,6 +25,9 @@ pub enum Verb {
     Ci(CiArgs),
     /// Time a warm E2E against a raw nested QEMU run of the same kernels; writes bench.json.
     Bench(BenchArgs),
+    /// Cause the faults a run must survive (signals, a killed guest, a
+    /// corrupt patch, a full disk) against warm 6.12 kernels; needs root.
+    Faults,
 }
 
 /// Which Debian kernel source to build on.
@@ -61,6 +64,20 @@ pub struct KernelArgs {
     /// Build without the series: the negative control, which must FAIL.
     #[arg(long)]
     pub unpatched: bool,
+    /// Apply this series (a directory with a `series` file and its
+    /// patches) instead of patches/v<KERNEL>: a revision under review.
+    /// Its tree and builds are kept apart from the project's series'.
+    #[arg(long, value_name = "DIR", conflicts_with = "unpatched")]
+    pub series: Option<PathBuf>,
+}
+
+impl KernelArgs {
+    /// The series to apply: --series, or the project's own for the base.
+    pub fn series_dir(&self) -> PathBuf {
+        self.series
+            .clone()
+            .unwrap_or_else(|| crate::layout::series_dir(self.kernel))
+    }
 }
 
 /// Which CPU L1 runs on.
@@ -84,6 +101,11 @@ pub struct E2eArgs {
     /// The CPU L1 runs on.
     #[arg(long, value_enum, default_value = "default")]
     pub cpu: Cpu,
+    /// Build L1 with KASAN, UBSAN, KFENCE, lockdep, DEBUG_ATOMIC_SLEEP and
+    /// DEBUG_LIST (harness/configs/host-sanitize.config), cached apart
+    /// from the plain host; any report on its console fails the run.
+    #[arg(long)]
+    pub sanitize: bool,
     /// Run every check even after a stage failed, where later stages can run.
     #[arg(long)]
     pub keep_going: bool,
@@ -99,6 +121,10 @@ pub struct E2eArgs {
     /// L1's deadline in seconds; QEMU is killed when it passes.
     #[arg(long, default_value_t = 300)]
     pub timeout: u64,
+    /// A fault for the agent to inject, used by `cargo xtask faults`:
+    /// "kill-l2-main" kills the main guest's QEMU inside L1.
+    #[arg(long, hide = true, value_parser = ["kill-l2-main"])]
+    pub fault: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -149,6 +175,19 @@ pub struct BenchArgs {
     pub no_hcall: bool,
     /// Time each stage of a cold `cargo xtask e2e` in a fresh clone of
     /// HEAD under target/ (no caches; 10+ minutes) into bench.json's "cold".
-    #[arg(long, conflicts_with = "no_hcall")]
+    #[arg(long, conflicts_with_all = ["no_hcall", "soak", "repeat", "intel"])]
     pub cold: bool,
+    /// A million fuzzed hypercalls (`hcall soak`: two vCPUs, memslot
+    /// edits, the parameter flipping) in L1 built with --sanitize; calls,
+    /// failures and splats into bench.json's "soak".
+    #[arg(long, conflicts_with_all = ["no_hcall", "repeat", "intel"])]
+    pub soak: bool,
+    /// Run N warm E2Es and record how many passed (the flake rate) into
+    /// bench.json's "repeat".
+    #[arg(long, value_name = "N", conflicts_with_all = ["no_hcall", "intel"])]
+    pub repeat: Option<usize>,
+    /// Time each stage of a warm `cargo xtask e2e --cpu intel` (Bochs)
+    /// into bench.json's "intel".
+    #[arg(long, conflicts_with = "no_hcall")]
+    pub intel: bool,
 }

@@ -22,7 +22,7 @@ use anyhow::{Context, Result};
 use xshell::Shell;
 
 use crate::bochs;
-use crate::build::{self, Plan, Role};
+use crate::build;
 use crate::e2e::{self, Tree};
 use crate::flags::E2eArgs;
 use crate::stage::Stages;
@@ -81,7 +81,7 @@ pub fn pipeline(
     stages.run("deps-intel", |p| deps::ensure(sh, &needs(), p))?;
     let patched = !args.kernel.unpatched;
     // The same host kernel as the QEMU run's: one build serves both.
-    let host = Plan::new(sh, Role::Host, &tree, &variant, &tree_id, patched)?;
+    let host = e2e::host_plan(sh, args, &tree, &variant, &tree_id)?;
     stages.run("config", |p| {
         if host.is_fresh() {
             p.cached();
@@ -168,6 +168,10 @@ pub fn pipeline(
                 .map(crate::trace::exit_reasons)
                 .unwrap_or_default(),
         });
-        Ok(judge::judge(&evidence))
+        let mut checks = judge::judge(&evidence);
+        if args.sanitize {
+            checks.push(crate::sanitize::check(&evidence.console));
+        }
+        Ok(checks)
     })
 }

@@ -12,9 +12,11 @@ mod ci;
 mod debian;
 mod deps;
 mod e2e;
+mod faults;
 mod flags;
 mod initramfs;
 mod intel;
+mod interrupt;
 mod kconfig;
 mod kselftest;
 mod ktap;
@@ -24,6 +26,7 @@ mod module;
 mod patches;
 mod qemu;
 mod report;
+mod sanitize;
 mod selftests;
 mod source;
 mod stage;
@@ -47,11 +50,16 @@ pub const EXIT_SKIP: u8 = 4;
 
 fn main() -> ExitCode {
     let flags = flags::Xtask::parse();
+    if let Err(err) = interrupt::install() {
+        eprintln!("error: {err:#}");
+        return ExitCode::from(EXIT_HARNESS_ERROR);
+    }
     let result = match flags.verb {
         flags::Verb::E2e(args) => e2e::run(&args),
         flags::Verb::Patches(args) => patches::run(&args),
         flags::Verb::Ci(args) => ci::run(&args),
         flags::Verb::Bench(args) => bench::run(&args),
+        flags::Verb::Faults => faults::run(),
     };
     match result {
         Ok(code) => code,

@@ -103,8 +103,9 @@ pub fn parse_series(text: &str) -> (String, Vec<String>) {
 /// file the series touches a new mtime, and headers such as syscalls.h and
 /// kvm_para.h would make an edit to one changelog rebuild most of a kernel.
 pub fn apply(sh: &Shell, source: &Source, series: &Series, progress: &Progress) -> Result<PathBuf> {
-    let worktree = layout::sources().join(format!("{}-hello", source.name));
-    let stamp = layout::sources().join(format!("{}-hello.stamp", source.name));
+    let variant = variant(source, series)?;
+    let worktree = layout::sources().join(&variant);
+    let stamp = layout::sources().join(format!("{variant}.stamp"));
     let key = format!("{} {}", source.base, series.digest()?);
     if worktree.exists() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(&key) {
         progress.cached();
@@ -126,6 +127,28 @@ pub fn apply(sh: &Shell, source: &Source, series: &Series, progress: &Progress) 
     checkout(sh, source, &worktree, &patched, progress)?;
     std::fs::write(&stamp, key)?;
     Ok(worktree)
+}
+
+/// What names a patched tree and its builds: "6.12-hello" for the
+/// project's own series of that base, "6.12-series-<digest>" for another
+/// (--series), so that trying a revision leaves the project's cached.
+pub fn variant(source: &Source, series: &Series) -> Result<String> {
+    let own = ["v6.1", "v6.12", "v7.3"]
+        .iter()
+        .map(|v| layout::root().join("patches").join(v))
+        .any(|d| same_dir(&d, &series.dir));
+    Ok(if own {
+        format!("{}-hello", source.name)
+    } else {
+        format!("{}-series-{}", source.name, &series.digest()?[..12])
+    })
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
 }
 
 /// The worktree in which series are applied: put at the base before every
@@ -339,10 +362,9 @@ pub fn run(args: &PatchesArgs) -> Result<ExitCode> {
     let _lock = layout::lock()?;
     let sh = Shell::new()?;
     let mut stages = Stages::default();
-    let version = args.kernel.kernel;
     stages.run("deps", |p| deps::ensure_for(&sh, &args.kernel, p))?;
     let source = stages.run("source", |p| source::prepare(&sh, &args.kernel, p))?;
-    let series = Series::load(&layout::series_dir(version))?;
+    let series = Series::load(&args.kernel.series_dir())?;
     stages.run("patch", |p| apply(&sh, &source, &series, p))?;
     let clean = stages.run("checkpatch", |_| {
         report_checkpatch(&sh, &source, &series, &args.kernel)

@@ -203,6 +203,11 @@ pub fn run(qemu: &Path, args: &[String], stderr_log: &Path, timeout: Duration) -
                 timed_out: true,
             });
         }
+        // SIGINT or SIGTERM: QEMU goes now, the run reports INTERRUPTED.
+        if let Some(signal) = crate::interrupt::caught() {
+            drop(child);
+            anyhow::bail!("interrupted by {signal}: QEMU stopped");
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 }

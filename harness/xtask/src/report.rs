@@ -22,6 +22,9 @@ pub struct Report {
     pub run_dir: String,
     /// The L1 kernel that ran, once built.
     pub host_kernel: Option<String>,
+    /// The signal that stopped the run ("SIGINT", "SIGTERM"), if one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<String>,
     /// The CPU L1 ran on, when it is not QEMU's (`--cpu intel`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
@@ -59,10 +62,11 @@ impl Report {
         );
         println!(
             "verdict: {} (kernel {}, {}, logs in {})",
-            match self.verdict {
-                Verdict::Pass => "PASS",
-                Verdict::Fail => "FAIL",
-                Verdict::Skip => "SKIP",
+            match (&self.interrupted, self.verdict) {
+                (Some(_), _) => "INTERRUPTED",
+                (None, Verdict::Pass) => "PASS",
+                (None, Verdict::Fail) => "FAIL",
+                (None, Verdict::Skip) => "SKIP",
             },
             self.kernel,
             if self.patched { "patched" } else { "unpatched" },

@@ -43,6 +43,11 @@ impl Progress {
 impl Stages {
     /// Runs one stage. `name` is short and stable: "build", "boot".
     pub fn run<T>(&mut self, name: &str, body: impl FnOnce(&Progress) -> Result<T>) -> Result<T> {
+        // An interrupted run starts nothing new; the last stage that ran
+        // is the one the report names.
+        if let Some(signal) = crate::interrupt::caught() {
+            anyhow::bail!("interrupted by {signal}");
+        }
         println!("==> {name}");
         let bar = ProgressBar::new_spinner();
         bar.set_style(

@@ -399,15 +399,29 @@ fn l2_check(events: &[Event], check: &str, guest: &str, who: &str, console: &str
             timed_out,
             seconds,
             init_seconds,
+            signal,
             ..
-        } if g == guest => Some((*timed_out, *seconds, *init_seconds)),
+        } if g == guest => Some((*timed_out, *seconds, *init_seconds, *signal)),
         _ => None,
     });
     let probe_done = events
         .iter()
         .any(|ev| matches!(ev, Event::Done { who: w } if w == who));
     match exit {
-        Some((false, secs, init)) if probe_done => Check::new(
+        Some((_, secs, _, Some(signal))) => Check::new(
+            check,
+            Verdict::Fail,
+            format!(
+                "CRASH: L2's QEMU ended by signal {signal}{} after {secs:.1}s{}",
+                if signal == 9 { " (SIGKILL)" } else { "" },
+                if probe_done {
+                    ""
+                } else {
+                    ", before its probe finished"
+                }
+            ),
+        ),
+        Some((false, secs, init, None)) if probe_done => Check::new(
             check,
             Verdict::Pass,
             match init {
@@ -417,7 +431,9 @@ fn l2_check(events: &[Event], check: &str, guest: &str, who: &str, console: &str
                 None => format!("L2 booted, the probe reported, L2 ended after {secs:.1}s"),
             },
         ),
-        Some((timed_out, _, _)) => Check::new(check, Verdict::Fail, no_report("L2", timed_out, console)),
+        Some((timed_out, _, _, None)) => {
+            Check::new(check, Verdict::Fail, no_report("L2", timed_out, console))
+        }
         None => Check::new(check, Verdict::Fail, "the agent did not report how L2 ended"),
     }
 }
@@ -1204,6 +1220,7 @@ mod tests {
                     init_seconds: None,
                     done_seconds: None,
                     pid: None,
+                    signal: None,
                 }
                 .to_line(),
                 _ => format!("{l}\n"),
@@ -1237,6 +1254,7 @@ mod tests {
             init_seconds: None,
             done_seconds: None,
             pid,
+            signal: None,
         };
         let o = owners(&[exit("main", Some(7)), exit("stock", Some(9)), exit("x", None)]);
         assert_eq!(o.main, Some(7));

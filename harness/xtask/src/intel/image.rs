@@ -111,6 +111,7 @@ pub fn initramfs(
         l1_tests: tests.clone(),
         l1_extra_tests: Vec::new(),
         l1_test_timeout_secs: test_timeout,
+        fault: None,
     };
     let config = serde_json::to_vec_pretty(&config)?;
     let lib_data: Vec<(String, Vec<u8>)> = libs
