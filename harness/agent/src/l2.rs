@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use proto::{AgentConfig, Event, Guest};
+use proto::{AgentConfig, Event, FactName, Guest, Request};
 
 use crate::param::{self, Creating};
 use crate::report::Report;
@@ -30,7 +30,7 @@ pub fn run(
     out: &Path,
     report: &Report,
     creating: Creating<'_>,
-    mut on_ask: impl FnMut(&str, Instant) -> Result<()>,
+    mut on_ask: impl FnMut(Request, Instant) -> Result<()>,
 ) -> Result<Event> {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     // Some kernels (6.1) print "cpu MHz: 0.000" when they could not sample
@@ -39,7 +39,7 @@ pub fn run(
     let khz = proto::tsc_khz(&cpuinfo).or(cfg.fallback_tsc_khz);
     let args = proto::l2_qemu_args(cfg, guest, out, khz);
     report.send(&Event::Fact {
-        name: format!("l2_{}_command", guest.name),
+        name: FactName::L2Command(guest.name),
         value: format!("{} {}", cfg.qemu, args.join(" ")),
     });
     let stderr = File::create(out.join(guest.file("qemu-stderr"))).context("create QEMU's log")?;
@@ -65,7 +65,7 @@ pub fn run(
     let vm_created = |creating: &mut Option<Creating<'_>>, how: &str| {
         if creating.take().is_some() {
             report.send(&Event::Fact {
-                name: format!("l2_{}_vm_created", guest.name),
+                name: FactName::L2VmCreated(guest.name),
                 value: format!(
                     "{how} after {:.2}s, with kvm.hello_hypercall {}",
                     started.elapsed().as_secs_f64(),
@@ -97,7 +97,7 @@ pub fn run(
                     _ => {}
                 }
                 if let Event::Ask { what } = &event {
-                    let answer = match on_ask(what, deadline) {
+                    let answer = match on_ask(*what, deadline) {
                         Ok(()) => proto::ANSWER_OK.to_string(),
                         Err(e) => format!("error: {e:#}"),
                     };
@@ -120,7 +120,7 @@ pub fn run(
     drop(creating);
     let status = finish(&mut child, deadline, timed_out)?;
     Ok(Event::L2Exit {
-        guest: guest.name.clone(),
+        guest: guest.name,
         status,
         timed_out,
         seconds: started.elapsed().as_secs_f64(),

@@ -16,9 +16,9 @@ mod trace;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use param::{Creating, Lease, Switch};
-use proto::{AgentConfig, Event, Guest};
+use proto::{AgentConfig, Event, FactName, Guest, L1Test, Request, TracePhase, Who};
 use report::Report;
 
 /// Where the run directory is mounted inside L1.
@@ -28,7 +28,7 @@ fn main() {
     let mounted = mounts::mount_all(OUT);
     let report = report::Report::open();
     report.send(&Event::Hello {
-        who: "agent".into(),
+        who: Who::Agent,
         kernel: proto::guest::kernel_release(),
     });
     let result = mounted.and_then(|()| run(&report));
@@ -37,7 +37,7 @@ fn main() {
             what: format!("{err:#}"),
         });
     }
-    report.send(&Event::Done { who: "agent".into() });
+    report.send(&Event::Done { who: Who::Agent });
     proto::guest::power_off();
 }
 
@@ -47,7 +47,7 @@ fn run(report: &Report) -> Result<()> {
     let cfg: AgentConfig = serde_json::from_str(&text).context("parse agent.json")?;
 
     report.send(&Event::Fact {
-        name: "hello_hypercall_param".into(),
+        name: FactName::HelloHypercallParam,
         value: param::describe(param::read()),
     });
     if !Path::new("/dev/kvm").exists() {
@@ -60,7 +60,6 @@ fn run(report: &Report) -> Result<()> {
     let vendor = trace::Vendor::detect();
     trace::start(cfg.trace_buffer_kb, vendor).context("set up tracing")?;
     let switch = Switch::default();
-    let (beside, extra) = cfg.l1_test_names();
     // Every VM is registered before any guest starts, so that none can be
     // created after somebody turned the parameter off.
     let mut creating: Vec<Creating> = cfg.guests.iter().map(|_| switch.creating_vm()).collect();
@@ -90,7 +89,7 @@ fn run(report: &Report) -> Result<()> {
         // guests are done.
         let tests = result
             .is_ok()
-            .then(|| s.spawn(|| run_tests(&cfg.l1_tests, &beside, &cfg, out, report, &switch)));
+            .then(|| s.spawn(|| run_tests(&cfg.l1_tests, &cfg, out, report, &switch)));
         for other in others {
             result = result.and(joined(other.join()));
         }
@@ -102,7 +101,7 @@ fn run(report: &Report) -> Result<()> {
     })?;
     // Extra tests (--l1-test) run alone and after the trace is saved: a
     // benchmark may toggle tracing, and its calls would flood the buffer.
-    run_tests(&cfg.l1_extra_tests, &extra, &cfg, out, report, &switch)
+    run_tests(&cfg.l1_extra_tests, &cfg, out, report, &switch)
 }
 
 fn joined(r: std::thread::Result<Result<()>>) -> Result<()> {
@@ -132,7 +131,7 @@ fn run_guest(
 /// Does what a probe asked for, waiting for the switch no longer than the
 /// guest's deadline; the answer goes back to the probe.
 fn on_ask<'a>(
-    what: &str,
+    what: Request,
     deadline: Instant,
     switch: &'a Switch,
     lease: &mut Option<Lease<'a>>,
@@ -143,17 +142,16 @@ fn on_ask<'a>(
         // created the VM), which is what its later calls prove. The probe
         // waits for the answer, so none of its calls can fall between the
         // switch and the marker.
-        "disable" => {
+        Request::Disable => {
             // A second request replaces the first; release before
             // waiting, or the guest would wait for itself.
             *lease = None;
             *lease = Some(switch.lease(false, deadline)?);
-            trace::mark(&format!("{}disabled", proto::TRACE_MARK_PREFIX))
+            trace::mark(&TracePhase::Disabled.marker())
         }
         // The main guest, before it runs the series' kselftest: its calls
         // go into a phase of their own, apart from the probe's.
-        "kselftest" => trace::mark(&format!("{}kselftest", proto::TRACE_MARK_PREFIX)),
-        other => bail!("unknown request {other:?}"),
+        Request::Kselftest => trace::mark(&TracePhase::Kselftest.marker()),
     }
 }
 
@@ -161,17 +159,16 @@ fn on_ask<'a>(
 /// the hypercall on, and hcall toggles it) but only for its own run, so a
 /// guest that asks in between waits for one test at most.
 fn run_tests(
-    tests: &[String],
-    names: &[String],
+    tests: &[L1Test],
     cfg: &AgentConfig,
     out: &Path,
     report: &Report,
     switch: &Switch,
 ) -> Result<()> {
     let timeout = Duration::from_secs(cfg.l1_test_timeout_secs);
-    for (test, name) in tests.iter().zip(names) {
+    for test in tests {
         let _lease = switch.lease(true, Instant::now() + timeout)?;
-        report.send(&tests::run(test, name, out, cfg.l1_test_timeout_secs)?);
+        report.send(&tests::run(test, out, cfg.l1_test_timeout_secs)?);
     }
     Ok(())
 }

@@ -19,11 +19,7 @@ pub fn write(on: bool) -> Result<()> {
 }
 
 pub fn describe(value: Option<bool>) -> String {
-    match value {
-        Some(true) => "on".into(),
-        Some(false) => "off".into(),
-        None => "absent".into(),
-    }
+    proto::ParamState::from_value(value).to_string()
 }
 
 /// The parameter is one switch shared by everything running in L1 at once:

@@ -8,25 +8,23 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use proto::Event;
+use proto::{Event, L1Test};
 
-/// Runs one test command (a program and its arguments, split at white
-/// space) with a deadline; its output goes to l1test-<name>.log in the run
-/// directory.
-pub fn run(test: &str, name: &str, out: &Path, timeout_secs: u64) -> Result<Event> {
-    let name = name.to_string();
-    let mut words = test.split_whitespace();
-    let program = words.next().context("an empty test command")?;
+/// Runs one test program with a deadline; its output goes to
+/// l1test-<name>.log in the run directory.
+pub fn run(test: &L1Test, out: &Path, timeout_secs: u64) -> Result<Event> {
+    let name = test.name.clone();
+    let (program, args) = test.argv.split_first().context("an empty test command")?;
     let log = File::create(out.join(format!("l1test-{name}.log"))).context("create the test log")?;
     let mut child = Command::new(program)
-        .args(words)
+        .args(args)
         // The host's /tmp is read-only in L1; scratch files go to L1's own.
         .env("TMPDIR", proto::L1_SCRATCH)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
         .spawn()
-        .with_context(|| format!("start {test}"))?;
+        .with_context(|| format!("start {}", test.argv.join(" ")))?;
     let start = Instant::now();
     let deadline = start + Duration::from_secs(timeout_secs);
     loop {

@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Write};
 
 use anyhow::{bail, Context, Result};
 use nix::sys::termios::{self, SetArg};
-use proto::Event;
+use proto::{Event, Request};
 
 const PORT: &str = "/dev/ttyS1";
 
@@ -41,8 +41,8 @@ impl ReportPort {
     }
 
     /// Asks the agent to do `what` and waits for its answer.
-    pub fn ask(&mut self, what: &str) -> Result<()> {
-        self.send(&Event::Ask { what: what.into() });
+    pub fn ask(&mut self, what: Request) -> Result<()> {
+        self.send(&Event::Ask { what });
         let file = self.file.as_ref().context("no report port to ask on")?;
         let mut answer = String::new();
         BufReader::new(file)

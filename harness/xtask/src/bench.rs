@@ -140,7 +140,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
         warm_e2e_median: w,
         raw_nested_median: r,
         warm_over_raw: w / r,
-        raw_nested_guests: config.guests.iter().map(|g| g.name.clone()).collect(),
+        raw_nested_guests: config.guests.iter().map(|g| g.name.to_string()).collect(),
         raw_main_only_seconds: floor_main,
         raw_main_only_median: m,
         warm_over_raw_main_only: w / m,
@@ -191,15 +191,16 @@ fn hcall_figures(sh: &Shell, cargo: &str) -> Result<(serde_json::Value, serde_js
             .with_context(|| format!("read l1test-{name}.log"))?;
         json_object(&log).with_context(|| format!("no JSON object in l1test-{name}.log"))
     };
-    // The E2E's own tests run first (its short fuzz is "hcall-fuzz"), so
-    // the extra tests' names come from the whole list, as the agent's do.
+    // The tests are named once, by the E2E, in agent.json.
     let config: proto::AgentConfig =
         serde_json::from_str(&std::fs::read_to_string(run_dir.join(proto::AGENT_CONFIG))?)?;
-    let (_, extra) = config.l1_test_names();
-    let [bench_name, fuzz_name] = extra.as_slice() else {
-        bail!("agent.json lists {} extra tests, not 2", extra.len());
+    let [bench_test, fuzz_test] = config.l1_extra_tests.as_slice() else {
+        bail!(
+            "agent.json lists {} extra tests, not 2",
+            config.l1_extra_tests.len()
+        );
     };
-    Ok((json_of(bench_name)?, json_of(fuzz_name)?))
+    Ok((json_of(&bench_test.name)?, json_of(&fuzz_test.name)?))
 }
 
 /// The first JSON object in a log that mixes it with KTAP lines: from a
@@ -253,7 +254,11 @@ impl RawRun {
             .iter()
             .map(|g| proto::Guest {
                 initrd: initrd.display().to_string(),
-                append: format!("console=ttyS0 panic=-1 quiet {}=off", proto::MODE_ENV),
+                append: format!(
+                    "console=ttyS0 panic=-1 quiet {}={}",
+                    proto::MODE_ENV,
+                    proto::ProbeMode::Off.as_str()
+                ),
                 ..g.clone()
             })
             .collect();
@@ -360,8 +365,8 @@ mod tests {
 
     #[test]
     fn the_floor_starts_every_guest_and_waits_for_each() {
-        let guest = |name: &str| proto::Guest {
-            name: name.into(),
+        let guest = |name: proto::GuestName| proto::Guest {
+            name,
             kernel: format!("/k/{name}"),
             initrd: "/i".into(),
             append: "quiet".into(),
@@ -369,7 +374,7 @@ mod tests {
         let config = proto::AgentConfig {
             qemu: "/usr/bin/qemu-system-x86_64".into(),
             bios: String::new(),
-            guests: vec![guest("main"), guest("stock")],
+            guests: vec![guest(proto::GuestName::Main), guest(proto::GuestName::Stock)],
             l2_memory_mib: 256,
             l2_timeout_secs: 60,
             trace_buffer_kb: 1024,

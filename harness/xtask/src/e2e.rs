@@ -207,27 +207,23 @@ fn pipeline(
 
     *host_kernel = Some(host.bzimage());
     // An unpatched tree has no such tests: the negative control runs none.
-    let l1_tests: Vec<String> = if patched {
+    let l1_tests: Vec<Vec<String>> = if patched {
         let built = stages.run("selftests", |p| {
             selftests::build(sh, &host, &run_dir.join("build-selftests.log"), p)
         })?;
-        built.iter().map(|t| t.display().to_string()).collect()
+        built.iter().map(|t| vec![t.display().to_string()]).collect()
     } else {
         Vec::new()
     };
     let mut l1_extra_tests = Vec::new();
     for extra in &args.l1_test {
-        let mut words = extra.split_whitespace();
+        // --l1-test takes a program and its arguments as one word.
+        let mut words = extra.split_whitespace().map(String::from);
         let program = PathBuf::from(words.next().context("--l1-test needs a program")?);
         let path = program
             .canonicalize()
             .with_context(|| format!("--l1-test {}: no such file", program.display()))?;
-        let rest: Vec<&str> = words.collect();
-        l1_extra_tests.push(
-            format!("{} {}", path.display(), rest.join(" "))
-                .trim_end()
-                .to_string(),
-        );
+        l1_extra_tests.push(std::iter::once(path.display().to_string()).chain(words).collect());
     }
     let module = stages.run("module", |p| {
         let log = run_dir.join("build-guest-module.log");
@@ -322,11 +318,11 @@ fn pipeline(
                 },
                 Err(why) => verdict::Stock::Skipped(why.clone()),
             },
-            l1_tests: proto::l1_test_names(&l1_tests)
+            l1_tests: l1_tests
                 .into_iter()
-                .map(|name| {
-                    let log = read(&format!("l1test-{name}.log"));
-                    (name, log)
+                .map(|test| {
+                    let log = read(&format!("l1test-{}.log", test.name));
+                    (test.name, log)
                 })
                 .collect(),
             kselftest: kselftest.status.clone(),
@@ -342,9 +338,9 @@ struct Images<'a> {
     guest: &'a Plan,
     series: Option<&'a Series>,
     /// Command lines of the test programs L1 runs beside the guests.
-    l1_tests: &'a [String],
+    l1_tests: &'a [Vec<String>],
     /// The user's --l1-test programs, run after the guests.
-    l1_extra_tests: &'a [String],
+    l1_extra_tests: &'a [Vec<String>],
     module: &'a Path,
     /// The series' syscall kselftest, for the main guest.
     kselftest: Option<&'a Path>,
@@ -354,8 +350,13 @@ struct Images<'a> {
 }
 
 /// Builds the static guest programs, L2's initramfs and the agent's
-/// config. Returns the command lines of every test L1 runs, in order.
-fn images(sh: &Shell, inputs: &Images, run_dir: &Path, p: &crate::stage::Progress) -> Result<Vec<String>> {
+/// config. Returns every test L1 runs, in order, as named for the agent.
+fn images(
+    sh: &Shell,
+    inputs: &Images,
+    run_dir: &Path,
+    p: &crate::stage::Progress,
+) -> Result<Vec<proto::L1Test>> {
     let Images {
         guest,
         series,
@@ -383,8 +384,23 @@ fn images(sh: &Shell, inputs: &Images, run_dir: &Path, p: &crate::stage::Progres
     // reproducible; on an unpatched host both must fail.
     let hcall = bin.join("hcall").display().to_string();
     let mut l1_tests = l1_tests.to_vec();
-    l1_tests.push(hcall.clone());
-    l1_tests.push(format!("{hcall} fuzz --iterations {FUZZ_ITERATIONS} --seed 1"));
+    l1_tests.push(vec![hcall.clone()]);
+    l1_tests.push(
+        [
+            &hcall,
+            "fuzz",
+            "--iterations",
+            &FUZZ_ITERATIONS.to_string(),
+            "--seed",
+            "1",
+        ]
+        .map(String::from)
+        .to_vec(),
+    );
+    // Named over both lists at once, so that no two logs share a name.
+    let beside = l1_tests.len();
+    let mut l1_tests = proto::L1Test::name_all([l1_tests, inputs.l1_extra_tests.to_vec()].concat());
+    let l1_extra_tests = l1_tests.split_off(beside);
 
     let nr = match build::syscall_nr(&guest.dir)? {
         Some(nr) => nr,
@@ -420,7 +436,7 @@ fn images(sh: &Shell, inputs: &Images, run_dir: &Path, p: &crate::stage::Progres
     // fork), 6.1 and 6.12 go on without it. Off from the start, every base
     // boots; nothing the guest runs needs extended FPU state.
     let mut guests = vec![proto::Guest {
-        name: "main".into(),
+        name: proto::GuestName::Main,
         kernel: guest.bzimage().display().to_string(),
         initrd: initrd.display().to_string(),
         append: format!("console=ttyS0 panic=-1 quiet noxsave {}={nr}", proto::NR_ENV),
@@ -430,10 +446,14 @@ fn images(sh: &Shell, inputs: &Images, run_dir: &Path, p: &crate::stage::Progres
         let ko = std::fs::read(ko).context("read the stock guest's module")?;
         std::fs::write(&initrd, initramfs::l2(&probe, Some(&ko), None))?;
         guests.push(proto::Guest {
-            name: "stock".into(),
+            name: proto::GuestName::Stock,
             kernel: stock.kernel.display().to_string(),
             initrd: initrd.display().to_string(),
-            append: format!("console=ttyS0 panic=-1 quiet {}=stock", proto::MODE_ENV),
+            append: format!(
+                "console=ttyS0 panic=-1 quiet {}={}",
+                proto::MODE_ENV,
+                proto::ProbeMode::Guest(proto::GuestName::Stock).as_str()
+            ),
         });
     }
 
@@ -447,7 +467,7 @@ fn images(sh: &Shell, inputs: &Images, run_dir: &Path, p: &crate::stage::Progres
         trace_buffer_kb: TRACE_BUFFER_KB,
         fallback_tsc_khz: host_tsc_khz(),
         l1_tests,
-        l1_extra_tests: inputs.l1_extra_tests.to_vec(),
+        l1_extra_tests,
         l1_test_timeout_secs: inputs.l1_test_timeout,
     };
     std::fs::write(

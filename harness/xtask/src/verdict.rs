@@ -6,7 +6,7 @@
 //! a failing `l1_boot` or `l2_run` check that says CRASH, TIMEOUT or
 //! NO RESULT.
 
-use proto::{Call, Event};
+use proto::{Call, Event, FactName, GuestName, ParamState, TracePhase, Who};
 use serde::Serialize;
 
 use crate::ktap;
@@ -166,7 +166,7 @@ pub fn judge(e: &Evidence) -> Vec<Check> {
 
     let agent_started = events
         .iter()
-        .any(|ev| matches!(ev, Event::Hello { who, .. } if who == "agent"));
+        .any(|ev| matches!(ev, Event::Hello { who: Who::Agent, .. }));
     if !agent_started {
         let mut why = no_report("L1", e.l1_timed_out, &e.l1_console);
         if e.l1_code.is_some_and(|c| c != 0) {
@@ -190,7 +190,7 @@ pub fn judge(e: &Evidence) -> Vec<Check> {
         .collect();
     let agent_done = events
         .iter()
-        .any(|ev| matches!(ev, Event::Done { who } if who == "agent"));
+        .any(|ev| matches!(ev, Event::Done { who: Who::Agent }));
     checks.push(if !errors.is_empty() {
         Check::new(
             "agent",
@@ -219,10 +219,10 @@ pub fn judge(e: &Evidence) -> Vec<Check> {
     checks.push(module_check(
         &events,
         "guest_module",
-        "module_load",
+        GuestName::Main,
         &e.module_warnings,
     ));
-    checks.push(l2_check(&events, "l2_run", "main", "probe", &e.l2_console));
+    checks.push(l2_check(&events, "l2_run", GuestName::Main, &e.l2_console));
 
     let calls = calls(&events);
     let host = host_has_param(&events);
@@ -253,11 +253,11 @@ pub fn judge(e: &Evidence) -> Vec<Check> {
     }
     checks.push(console_check("l1_console_clean", "L1", &e.l1_console));
     checks.push(console_check("l2_console_clean", "L2", &e.l2_console));
-    checks.push(dmesg_check(&events, "l2_dmesg_clean", "dmesg_warnings"));
+    checks.push(dmesg_check(&events, "l2_dmesg_clean", GuestName::Main));
     let stock_pid = owners
         .others
         .iter()
-        .find(|(_, g)| g == "stock")
+        .find(|(_, g)| *g == GuestName::Stock)
         .map(|(pid, _)| *pid);
     checks.extend(stock_checks(
         &e.stock,
@@ -294,10 +294,9 @@ fn owners(events: &[Event]) -> trace::Owners {
             ..
         } = ev
         {
-            if guest == "main" {
-                owners.main = Some(*pid);
-            } else {
-                owners.others.push((*pid, guest.clone()));
+            match guest {
+                GuestName::Main => owners.main = Some(*pid),
+                other => owners.others.push((*pid, *other)),
             }
         }
     }
@@ -355,25 +354,22 @@ fn tail(text: &str, n: usize) -> String {
 }
 
 fn param_check(events: &[Event]) -> Check {
-    let value = events.iter().find_map(|ev| match ev {
-        Event::Fact { name, value } if name == "hello_hypercall_param" => Some(value.as_str()),
-        _ => None,
-    });
-    match value {
-        Some("on") => Check::new("host_param", Verdict::Pass, "kvm.hello_hypercall is on in L1"),
-        Some("absent") => Check::new(
+    let value = fact_value(events, FactName::HelloHypercallParam);
+    match value.map(|v| (v, ParamState::parse(v))) {
+        Some((_, Some(ParamState::On))) => Check::new("host_param", Verdict::Pass, "kvm.hello_hypercall is on in L1"),
+        Some((_, Some(ParamState::Absent))) => Check::new(
             "host_param",
             Verdict::Fail,
             "L1 has no kvm.hello_hypercall parameter: the host kernel lacks the series (or CONFIG_KVM_HELLO_HYPERCALL)",
         ),
-        Some(other) => Check::new("host_param", Verdict::Fail, format!("kvm.hello_hypercall is {other} in L1; the run enables it on the command line")),
+        Some((other, _)) => Check::new("host_param", Verdict::Fail, format!("kvm.hello_hypercall is {other} in L1; the run enables it on the command line")),
         None => Check::new("host_param", Verdict::Fail, "the agent did not report kvm.hello_hypercall"),
     }
 }
 
 /// The guest module built without warnings at W=1 and loaded in L2.
-fn module_check(events: &[Event], check: &str, fact: &str, warnings: &[String]) -> Check {
-    let load = fact_value(events, fact);
+fn module_check(events: &[Event], check: &str, guest: GuestName, warnings: &[String]) -> Check {
+    let load = fact_value(events, FactName::ModuleLoad(guest));
     match (load, warnings.is_empty()) {
         (_, false) => Check::new(
             check,
@@ -391,8 +387,8 @@ fn module_check(events: &[Event], check: &str, fact: &str, warnings: &[String]) 
 }
 
 /// One L2 guest booted, its probe reported to the end, and QEMU ended in
-/// time. `who` is the probe's name in its Done event.
-fn l2_check(events: &[Event], check: &str, guest: &str, who: &str, console: &str) -> Check {
+/// time.
+fn l2_check(events: &[Event], check: &str, guest: GuestName, console: &str) -> Check {
     let exit = events.iter().find_map(|ev| match ev {
         Event::L2Exit {
             guest: g,
@@ -400,12 +396,12 @@ fn l2_check(events: &[Event], check: &str, guest: &str, who: &str, console: &str
             seconds,
             init_seconds,
             ..
-        } if g == guest => Some((*timed_out, *seconds, *init_seconds)),
+        } if *g == guest => Some((*timed_out, *seconds, *init_seconds)),
         _ => None,
     });
     let probe_done = events
         .iter()
-        .any(|ev| matches!(ev, Event::Done { who: w } if w == who));
+        .any(|ev| matches!(ev, Event::Done { who } if *who == guest.probe()));
     match exit {
         Some((false, secs, init)) if probe_done => Check::new(
             check,
@@ -425,7 +421,8 @@ fn l2_check(events: &[Event], check: &str, guest: &str, who: &str, console: &str
 /// Whether L1 has kvm.hello_hypercall, as the agent reported: a host
 /// without it has no hypercall, whatever the phase.
 fn host_has_param(events: &[Event]) -> bool {
-    fact_value(events, "hello_hypercall_param").is_some_and(|v| v != "absent")
+    fact_value(events, FactName::HelloHypercallParam)
+        .is_some_and(|v| ParamState::parse(v) != Some(ParamState::Absent))
 }
 
 /// One call against what the ABI promises; `host` says whether L1 has the
@@ -550,8 +547,8 @@ fn trace_checks(
     };
 
     let none = crate::trace::Phase::default();
-    let enabled = t.phase("enabled").unwrap_or(&none);
-    let disabled = t.phase("disabled");
+    let enabled = t.phase(TracePhase::Enabled).unwrap_or(&none);
+    let disabled = t.phase(TracePhase::Disabled);
     let (hello, calls) = (enabled.hello, ours(enabled));
     checks.push(if hello >= 3 && hello == calls {
         Check::new(NAMES[0], Verdict::Pass, format!("{hello} \"Hello World\" lines, one per hello hypercall"))
@@ -843,7 +840,7 @@ fn kselftest_checks(k: &Kselftest, events: &[Event], trace: Option<&Trace>) -> V
         )
     } else {
         let greetings = trace
-            .and_then(|t| t.phase("kselftest"))
+            .and_then(|t| t.phase(TracePhase::Kselftest))
             .map_or(String::new(), |p| {
                 format!(", {} \"Hello World\" lines in the host's trace", p.hello)
             });
@@ -867,9 +864,9 @@ fn calls(events: &[Event]) -> Vec<&Call> {
         .collect()
 }
 
-fn fact_value<'a>(events: &'a [Event], fact: &str) -> Option<&'a str> {
+fn fact_value(events: &[Event], fact: FactName) -> Option<&str> {
     events.iter().find_map(|ev| match ev {
-        Event::Fact { name, value } if name == fact => Some(value.as_str()),
+        Event::Fact { name, value } if *name == fact => Some(value.as_str()),
         _ => None,
     })
 }
@@ -893,8 +890,8 @@ fn stock_checks(
     };
     let calls = calls(events);
     let mut checks = vec![
-        l2_check(events, "stock_l2_run", "stock", "probe-stock", console),
-        module_check(events, "stock_module", "stock_module_load", warnings),
+        l2_check(events, "stock_l2_run", GuestName::Stock, console),
+        module_check(events, "stock_module", GuestName::Stock, warnings),
     ];
     let host = host_has_param(events);
     for (name, case, want) in STOCK_CHECKS {
@@ -905,7 +902,7 @@ fn stock_checks(
             host,
         ));
     }
-    let phase = trace.and_then(|t| t.phase("stock"));
+    let phase = trace.and_then(|t| t.phase(TracePhase::Stock));
     let ours = phase.map_or(0, |p| {
         hc_nr.and_then(|nr| p.hypercalls.get(&nr).copied()).unwrap_or(0)
     });
@@ -935,20 +932,20 @@ fn stock_checks(
             ),
         ),
     });
-    checks.push(dmesg_check(events, "stock_dmesg_clean", "stock_dmesg_warnings"));
+    checks.push(dmesg_check(events, "stock_dmesg_clean", GuestName::Stock));
     checks
 }
 
 /// L2's console is quiet, so the probe reads warnings from /dev/kmsg,
 /// from what it logged while the probe ran (boot-time noise of emulated
 /// CPUs, such as XSAVE leaf dumps, is not the series' doing).
-fn dmesg_check(events: &[Event], check: &str, fact: &str) -> Check {
-    let warnings = fact_value(events, fact);
+fn dmesg_check(events: &[Event], check: &str, guest: GuestName) -> Check {
+    let warnings = fact_value(events, FactName::DmesgWarnings(guest));
     match warnings {
         None => Check::new(
             check,
             Verdict::Fail,
-            match fact_value(events, &format!("{fact}_unreadable")) {
+            match fact_value(events, FactName::DmesgUnreadable(guest)) {
                 Some(why) => format!("NO RESULT: the probe could not read L2's kernel log: {why}"),
                 None => "NO RESULT: the probe did not report L2's kernel log".into(),
             },
@@ -1004,14 +1001,14 @@ mod tests {
     #[test]
     fn an_unreadable_kernel_log_is_no_result_never_clean() {
         let fact = |name: &str, value: &str| Event::Fact {
-            name: name.into(),
+            name: name.parse().unwrap(),
             value: value.into(),
         };
         let unreadable = [fact(
             "dmesg_warnings_unreadable",
             "open /dev/kmsg: No such file or directory",
         )];
-        let c = dmesg_check(&unreadable, "l2_dmesg_clean", "dmesg_warnings");
+        let c = dmesg_check(&unreadable, "l2_dmesg_clean", GuestName::Main);
         assert_eq!(c.verdict, Verdict::Fail);
         assert!(
             c.detail.contains("NO RESULT") && c.detail.contains("/dev/kmsg"),
@@ -1020,7 +1017,7 @@ mod tests {
         );
         let clean = [fact("dmesg_warnings", "")];
         assert_eq!(
-            dmesg_check(&clean, "l2_dmesg_clean", "dmesg_warnings").verdict,
+            dmesg_check(&clean, "l2_dmesg_clean", GuestName::Main).verdict,
             Verdict::Pass
         );
     }
@@ -1092,13 +1089,13 @@ mod tests {
     fn a_missing_kvm_in_l1_skips_loudly() {
         let report = [
             Event::Hello {
-                who: "agent".into(),
+                who: Who::Agent,
                 kernel: "6.12.117".into(),
             },
             Event::Skip {
                 reason: "L1 has no /dev/kvm".into(),
             },
-            Event::Done { who: "agent".into() },
+            Event::Done { who: Who::Agent },
         ]
         .map(|e| e.to_line())
         .concat();
@@ -1229,8 +1226,8 @@ mod tests {
 
     #[test]
     fn owners_come_from_the_l2_exits() {
-        let exit = |guest: &str, pid| Event::L2Exit {
-            guest: guest.into(),
+        let exit = |guest, pid| Event::L2Exit {
+            guest,
             status: Some(0),
             timed_out: false,
             seconds: 1.0,
@@ -1238,9 +1235,13 @@ mod tests {
             done_seconds: None,
             pid,
         };
-        let o = owners(&[exit("main", Some(7)), exit("stock", Some(9)), exit("x", None)]);
+        let o = owners(&[
+            exit(GuestName::Main, Some(7)),
+            exit(GuestName::Stock, Some(9)),
+            exit(GuestName::Stock, None),
+        ]);
         assert_eq!(o.main, Some(7));
-        assert_eq!(o.others, [(9, "stock".to_string())]);
+        assert_eq!(o.others, [(9, GuestName::Stock)]);
     }
 
     #[test]
