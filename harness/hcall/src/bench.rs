@@ -163,7 +163,7 @@ pub fn main(dev: &str, opts: &Options) -> i32 {
         Ok(k) => k,
         Err(host::NoKvm(why)) => {
             eprintln!("hcall bench: SKIP: {why}");
-            return crate::ktap::EXIT_SKIP;
+            return proto::ktap::EXIT_SKIP;
         }
     };
     match bench(kvm, opts) {

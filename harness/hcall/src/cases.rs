@@ -19,11 +19,11 @@ use crate::abi::{self, describe, sext32, GREETING, KVM_EFAULT, KVM_EINVAL, KVM_E
 use crate::check::{check_writes, diff, guest_result, show};
 use crate::exit::{vector_name, UserHypercall};
 use crate::guest::{self, Encoding};
-use crate::ktap::Outcome;
 use crate::layout::{self, BUF, DATA, END, HOLE, PAGE};
 use crate::modes::Mode;
 use crate::param::Switch;
 use crate::vm::{self, Entry, PvCpuid, Stop, Vm, VmConfig};
+use proto::ktap::Outcome;
 
 /// What the cases share: the KVM handle, the host facts, the switch.
 pub struct Ctx {

@@ -22,11 +22,11 @@ use crate::check::{guest_result, show, Change};
 use crate::host;
 use crate::json::figure;
 use crate::kmsg::{self, Kmsg};
-use crate::ktap::{Ktap, Outcome};
 use crate::layout::{self, DATA, END, HOLE, HOLE_END, PAGE};
 use crate::modes::Mode;
 use crate::prng::SplitMix64;
 use crate::vm::{Entry, PvCpuid, Stop, Vm, VmConfig};
+use proto::ktap::{Outcome, Writer};
 
 /// About 1,800 calls/s nested under TCG: half a second there.
 pub const DEFAULT_ITERATIONS: u64 = 1000;
@@ -304,8 +304,8 @@ pub fn main(dev: &str, opts: &Options) -> i32 {
     let kvm = match host::open_kvm(dev) {
         Ok(k) => k,
         Err(host::NoKvm(why)) => {
-            print!("{}", crate::ktap::skip_all(&why));
-            return crate::ktap::EXIT_SKIP;
+            print!("{}", proto::ktap::skip_all(&why));
+            return proto::ktap::EXIT_SKIP;
         }
     };
     match fuzz(kvm, opts) {
@@ -329,7 +329,7 @@ fn fuzz(kvm: kvm_ioctls::Kvm, opts: &Options) -> Result<i32> {
     } else {
         Box::new(std::io::stdout())
     };
-    let mut out = Ktap::start(stream, 2);
+    let mut out = Writer::start(stream, 2);
     let (ctx, notes) = host::prepare(kvm)?;
     for n in &notes {
         out.diag(n);

@@ -20,7 +20,6 @@ mod guest;
 mod host;
 mod json;
 mod kmsg;
-mod ktap;
 mod layout;
 mod memory;
 mod modes;
@@ -32,7 +31,7 @@ use std::panic::AssertUnwindSafe;
 
 use clap::Parser;
 
-use ktap::{Ktap, Outcome};
+use proto::ktap::{self, Outcome, Writer};
 
 fn main() {
     let args = flags::Hcall::parse();
@@ -73,7 +72,7 @@ fn run(dev: &str, names: &[String], list: bool) -> i32 {
             return ktap::EXIT_SKIP;
         }
     };
-    let mut out = Ktap::start(std::io::stdout(), selected.len());
+    let mut out = Writer::start(std::io::stdout(), selected.len());
     let (ctx, notes) = match host::prepare(kvm) {
         Ok(r) => r,
         Err(e) => {

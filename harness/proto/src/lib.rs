@@ -8,6 +8,7 @@
 
 #[cfg(feature = "guest")]
 pub mod guest;
+pub mod ktap;
 pub mod names;
 pub mod trouble;
 use std::path::Path;

@@ -15,7 +15,6 @@ mod flags;
 mod initramfs;
 mod kconfig;
 mod kselftest;
-mod ktap;
 mod kvm_host;
 mod layout;
 mod module;

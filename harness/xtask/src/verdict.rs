@@ -6,10 +6,10 @@
 //! a failing `l1_boot` or `l2_run` check that says CRASH, TIMEOUT or
 //! NO RESULT.
 
+use proto::ktap::{self, Outcome};
 use proto::{Call, Event, FactName, GuestName, ParamState, TracePhase, Who};
 use serde::Serialize;
 
-use crate::ktap;
 use crate::trace::{self, Trace};
 
 #[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -651,12 +651,10 @@ fn l1_test_checks(prog: &str, log: &str, events: &[Event]) -> Vec<Check> {
         .iter()
         .map(|c| {
             let name = format!("{prog}: {}", c.name);
-            match &c.status {
-                ktap::Status::Pass => Check::new(&name, Verdict::Pass, "ok"),
-                ktap::Status::Skip(why) => Check::new(&name, Verdict::Skip, format!("SKIP: {why}")),
-                ktap::Status::Fail => {
-                    Check::new(&name, Verdict::Fail, format!("not ok; see l1test-{prog}.log"))
-                }
+            match &c.outcome {
+                Outcome::Pass => Check::new(&name, Verdict::Pass, "ok"),
+                Outcome::Skip(why) => Check::new(&name, Verdict::Skip, format!("SKIP: {why}")),
+                Outcome::Fail => Check::new(&name, Verdict::Fail, format!("not ok; see l1test-{prog}.log")),
             }
         })
         .collect();
@@ -758,10 +756,10 @@ fn kselftest_checks(k: &Kselftest, events: &[Event], trace: Option<&Trace>) -> V
         .iter()
         .map(|c| {
             let name = format!("{NAME}: {}", c.name);
-            match &c.status {
-                ktap::Status::Pass => Check::new(&name, Verdict::Pass, "ok"),
-                ktap::Status::Skip(why) => Check::new(&name, Verdict::Skip, format!("SKIP: {why}")),
-                ktap::Status::Fail => Check::new(&name, Verdict::Fail, format!("not ok; {see}")),
+            match &c.outcome {
+                Outcome::Pass => Check::new(&name, Verdict::Pass, "ok"),
+                Outcome::Skip(why) => Check::new(&name, Verdict::Skip, format!("SKIP: {why}")),
+                Outcome::Fail => Check::new(&name, Verdict::Fail, format!("not ok; {see}")),
             }
         })
         .collect();
@@ -771,16 +769,8 @@ fn kselftest_checks(k: &Kselftest, events: &[Event], trace: Option<&Trace>) -> V
         .find(|l| !l.trim().is_empty())
         .unwrap_or("no output")
         .trim();
-    let passed = ktap
-        .cases
-        .iter()
-        .filter(|c| c.status == ktap::Status::Pass)
-        .count();
-    let failed = ktap
-        .cases
-        .iter()
-        .filter(|c| c.status == ktap::Status::Fail)
-        .count();
+    let passed = ktap.cases.iter().filter(|c| c.outcome == Outcome::Pass).count();
+    let failed = ktap.cases.iter().filter(|c| c.outcome == Outcome::Fail).count();
     let skipped = ktap.cases.len() - passed - failed;
     let cut = if truncated {
         " (its output was cut short in the report)"
