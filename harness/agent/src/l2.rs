@@ -69,7 +69,7 @@ pub fn run(
                 value: format!(
                     "{how} after {:.2}s, with kvm.hello_hypercall {}",
                     started.elapsed().as_secs_f64(),
-                    param::describe(param::read())
+                    param::describe()
                 ),
             });
         }

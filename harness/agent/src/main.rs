@@ -17,7 +17,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
-use param::{Creating, Lease, Switch};
+use param::{Creating, Lease, Leases};
 use proto::{AgentConfig, Event, FactName, Guest, L1Test, Request, TracePhase, Who};
 use report::Report;
 
@@ -48,7 +48,7 @@ fn run(report: &Report) -> Result<()> {
 
     report.send(&Event::Fact {
         name: FactName::HelloHypercallParam,
-        value: param::describe(param::read()),
+        value: param::describe(),
     });
     if !Path::new("/dev/kvm").exists() {
         report.send(&Event::Skip {
@@ -59,7 +59,7 @@ fn run(report: &Report) -> Result<()> {
 
     let vendor = trace::Vendor::detect();
     trace::start(cfg.trace_buffer_kb, vendor).context("set up tracing")?;
-    let switch = Switch::default();
+    let switch = Leases::default();
     // Every VM is registered before any guest starts, so that none can be
     // created after somebody turned the parameter off.
     let mut creating: Vec<Creating> = cfg.guests.iter().map(|_| switch.creating_vm()).collect();
@@ -116,7 +116,7 @@ fn run_guest(
     out: &Path,
     report: &Report,
     creating: Creating,
-    switch: &Switch,
+    switch: &Leases,
 ) -> Result<()> {
     let mut lease = None;
     let exit = l2::run(cfg, guest, out, report, creating, |what, deadline| {
@@ -133,7 +133,7 @@ fn run_guest(
 fn on_ask<'a>(
     what: Request,
     deadline: Instant,
-    switch: &'a Switch,
+    switch: &'a Leases,
     lease: &mut Option<Lease<'a>>,
 ) -> Result<()> {
     match what {
@@ -163,7 +163,7 @@ fn run_tests(
     cfg: &AgentConfig,
     out: &Path,
     report: &Report,
-    switch: &Switch,
+    switch: &Leases,
 ) -> Result<()> {
     let timeout = Duration::from_secs(cfg.l1_test_timeout_secs);
     for test in tests {

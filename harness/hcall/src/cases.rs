@@ -21,9 +21,9 @@ use crate::exit::{vector_name, UserHypercall};
 use crate::guest::{self, Encoding};
 use crate::layout::{self, BUF, DATA, END, HOLE, PAGE};
 use crate::modes::Mode;
-use crate::param::Switch;
 use crate::vm::{self, Entry, PvCpuid, Stop, Vm, VmConfig};
 use proto::ktap::Outcome;
+use proto::param::SysfsSwitch;
 
 /// What the cases share: the KVM handle, the host facts, the switch.
 pub struct Ctx {
@@ -32,7 +32,7 @@ pub struct Ctx {
     pub supported: CpuId,
     pub native: Encoding,
     /// `kvm.hello_hypercall`; `None` when the kernel has no such parameter.
-    pub param: Option<Switch>,
+    pub param: Option<SysfsSwitch>,
     /// Set when the handler is off and this process cannot turn it on:
     /// cases that need it are skipped with this reason.
     pub handler_unavailable: Option<String>,
@@ -470,16 +470,16 @@ fn foreign_insn_ud(ctx: &Ctx) -> Result<Verdict> {
 fn param_missing() -> Verdict {
     Verdict::fail(format!(
         "{} is absent: the kernel lacks the series or CONFIG_KVM_HELLO_HYPERCALL",
-        crate::param::HELLO_PARAM
+        proto::param::HELLO_PARAM
     ))
 }
 
 fn needs_root() -> Verdict {
-    Verdict::skip(format!("changing {} needs root", crate::param::HELLO_PARAM))
+    Verdict::skip(format!("changing {} needs root", proto::param::HELLO_PARAM))
 }
 
 /// The switch, if present and writable, or the verdict that replaces the case.
-fn writable_param(ctx: &Ctx) -> std::result::Result<&Switch, Verdict> {
+fn writable_param(ctx: &Ctx) -> std::result::Result<&SysfsSwitch, Verdict> {
     match &ctx.param {
         None => Err(param_missing()),
         Some(p) if !p.writable() => Err(needs_root()),

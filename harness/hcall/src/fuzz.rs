@@ -21,11 +21,11 @@ use crate::cases::Ctx;
 use crate::check::{guest_result, show, Change};
 use crate::host;
 use crate::json::figure;
-use crate::kmsg::{self, Kmsg};
 use crate::layout::{self, DATA, END, HOLE, HOLE_END, PAGE};
 use crate::modes::Mode;
 use crate::prng::SplitMix64;
 use crate::vm::{Entry, PvCpuid, Stop, Vm, VmConfig};
+use proto::kmsg::Kmsg;
 use proto::ktap::{Outcome, Writer};
 
 /// About 1,800 calls/s nested under TCG: half a second there.
@@ -437,8 +437,12 @@ fn fuzz(kvm: kvm_ioctls::Kvm, opts: &Options) -> Result<i32> {
             .context("read the kernel log")
             .map_err(|e| format!("{e:#}"))
     }) {
-        Ok(messages) => {
-            let bad = kmsg::troubles(&messages);
+        Ok(records) => {
+            let bad: Vec<String> = records
+                .into_iter()
+                .filter(|r| r.is_trouble())
+                .map(|r| r.text)
+                .collect();
             for b in &bad {
                 out.diag(&format!("kernel: {b}"));
             }

@@ -19,11 +19,9 @@ mod fuzz;
 mod guest;
 mod host;
 mod json;
-mod kmsg;
 mod layout;
 mod memory;
 mod modes;
-mod param;
 mod prng;
 mod vm;
 

@@ -7,7 +7,6 @@
 //! xtask read from the guest kernel's generated `unistd_64.h`.
 
 mod cases;
-mod kmsg;
 mod module;
 mod port;
 mod selftest;
@@ -49,7 +48,7 @@ fn run(port: &mut port::ReportPort) -> Result<()> {
         .parse()
         .context("parse the syscall number")?;
 
-    let boot_log = kmsg::last_seq();
+    let boot_log = proto::kmsg::last_seq();
     for case in cases::ENABLED {
         port.send(&Event::Call(cases::run(case, nr)));
     }
@@ -87,7 +86,7 @@ fn run_stock(port: &mut port::ReportPort) -> Result<()> {
         who: guest.probe(),
         kernel: proto::guest::kernel_release(),
     });
-    let boot_log = kmsg::last_seq();
+    let boot_log = proto::kmsg::last_seq();
     // The main guest beside this one turns kvm.hello_hypercall off for a
     // while; this guest's VM was created while it was on (the agent sees
     // to that) and keeps the hypercall, so there is nothing to ask for.
@@ -111,15 +110,15 @@ fn load_module(port: &mut port::ReportPort, guest: GuestName) -> bool {
 
 /// Reports the warnings logged since `since`, or, when the log could not
 /// be read, why: xtask then has no evidence and says NO RESULT.
-fn report_warnings(port: &mut port::ReportPort, guest: GuestName, since: Result<u64, String>) {
-    let event = match since.and_then(kmsg::warnings_since) {
+fn report_warnings(port: &mut port::ReportPort, guest: GuestName, since: std::io::Result<u64>) {
+    let event = match since.and_then(proto::kmsg::warnings_since) {
         Ok(lines) => Event::Fact {
             name: FactName::DmesgWarnings(guest),
             value: lines.join("\n"),
         },
         Err(why) => Event::Fact {
             name: FactName::DmesgUnreadable(guest),
-            value: why,
+            value: why.to_string(),
         },
     };
     port.send(&event);

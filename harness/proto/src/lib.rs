@@ -8,8 +8,12 @@
 
 #[cfg(feature = "guest")]
 pub mod guest;
+#[cfg(feature = "guest")]
+pub mod kmsg;
 pub mod ktap;
 pub mod names;
+#[cfg(feature = "guest")]
+pub mod param;
 pub mod trouble;
 use std::path::Path;
 
