@@ -6,6 +6,7 @@
 //! so a report survives being mixed with kernel noise and a truncated report
 //! is still readable up to its last whole line.
 
+pub mod abi;
 #[cfg(feature = "guest")]
 pub mod guest;
 #[cfg(feature = "guest")]

@@ -6,6 +6,7 @@
 //! a failing `l1_boot` or `l2_run` check that says CRASH, TIMEOUT or
 //! NO RESULT.
 
+use proto::abi::{errno_name, EFAULT, EINVAL, ENOSYS, EOPNOTSUPP, EPERM, KVM_ENOSYS};
 use proto::ktap::{self, Outcome};
 use proto::{Call, Event, FactName, GuestName, ParamState, TracePhase, Who};
 use serde::Serialize;
@@ -87,12 +88,6 @@ pub struct Evidence {
     /// The series' syscall kselftest, run by the probe in the main guest.
     pub kselftest: Kselftest,
 }
-
-const EPERM: i32 = 1;
-const EFAULT: i32 = 14;
-const EINVAL: i32 = 22;
-const ENOSYS: i32 = 38;
-const EOPNOTSUPP: i32 = 95;
 
 /// What the ABI promises for one syscall case.
 enum Want {
@@ -467,8 +462,8 @@ fn describe(c: &Call) -> String {
         };
         return format!("-1, {}{canary}", errno_name(c.errno));
     }
-    if c.ret == -1000 {
-        return "-1000 (-KVM_ENOSYS: the host does not handle the hypercall)".into();
+    if c.ret == -KVM_ENOSYS {
+        return format!("{} (-KVM_ENOSYS: the host does not handle the hypercall)", c.ret);
     }
     let canary = if c.canary_intact {
         ""
@@ -478,21 +473,10 @@ fn describe(c: &Call) -> String {
     format!("{} with \"{}\" stored{canary}", c.ret, c.data)
 }
 
-fn errno_name(errno: i32) -> String {
-    match errno {
-        EPERM => "EPERM".into(),
-        EFAULT => "EFAULT".into(),
-        EINVAL => "EINVAL".into(),
-        ENOSYS => "ENOSYS".into(),
-        EOPNOTSUPP => "EOPNOTSUPP".into(),
-        n => format!("errno {n}"),
-    }
-}
-
 /// What a surprising result of check `name` most likely means, on a host
 /// with (`host`) or without the parameter.
 fn explain(name: &str, c: &Call, host: bool) -> &'static str {
-    let refused = (c.ret == -1 && c.errno == EOPNOTSUPP) || c.ret == -1000;
+    let refused = (c.ret == -1 && c.errno == EOPNOTSUPP) || c.ret == -KVM_ENOSYS;
     match name {
         _ if c.ret == -1 && c.errno == ENOSYS => {
             ": the guest kernel has no hello_hypercall syscall (unpatched guest)"
