@@ -12,6 +12,7 @@ mod debian;
 mod deps;
 mod e2e;
 mod flags;
+mod images;
 mod initramfs;
 mod kconfig;
 mod kselftest;
