@@ -85,7 +85,7 @@ fn run(dev: &str, names: &[String], list: bool) -> i32 {
         let start = std::time::Instant::now();
         let verdict =
             std::panic::catch_unwind(AssertUnwindSafe(|| cases::run(&ctx, case))).unwrap_or_else(|p| {
-                cases::Verdict {
+                cases::CaseVerdict {
                     outcome: Outcome::Fail,
                     diags: vec![format!("panicked: {}", panic_text(&p))],
                 }

@@ -8,7 +8,7 @@ use std::os::unix::fs::OpenOptionsExt;
 
 /// One record of the log.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Record {
+pub struct KmsgRecord {
     pub seq: u64,
     /// The syslog level, 0 (emergency) to 7 (debug).
     pub level: u32,
@@ -16,7 +16,7 @@ pub struct Record {
     pub text: String,
 }
 
-impl Record {
+impl KmsgRecord {
     /// Whether it reports kernel trouble (see [`crate::trouble`]).
     pub fn is_trouble(&self) -> bool {
         crate::trouble::is_trouble(&self.text)
@@ -52,7 +52,7 @@ impl Kmsg {
     /// The records logged since the last read (or since opening). An
     /// unreadable log is an error, never an empty list: a clean log must
     /// be seen to be clean.
-    pub fn read_new(&mut self) -> io::Result<Vec<Record>> {
+    pub fn read_new(&mut self) -> io::Result<Vec<KmsgRecord>> {
         let mut found = Vec::new();
         let mut buf = vec![0u8; 16 * 1024];
         loop {
@@ -90,12 +90,12 @@ pub fn warnings_since(since: u64) -> io::Result<Vec<String>> {
 
 /// "4,123,456,-;text\n KEY=value" → record 123 at level 4 saying "text";
 /// the facility bits above the level are dropped.
-pub fn parse(record: &str) -> Option<Record> {
+pub fn parse(record: &str) -> Option<KmsgRecord> {
     let (header, text) = record.split_once(';')?;
     let mut fields = header.split(',');
     let prio: u32 = fields.next()?.parse().ok()?;
     let seq: u64 = fields.next()?.parse().ok()?;
-    Some(Record {
+    Some(KmsgRecord {
         seq,
         level: prio & 7,
         text: text.lines().next().unwrap_or_default().to_string(),
@@ -109,7 +109,7 @@ mod tests {
     #[test]
     fn records_parse_level_sequence_and_first_line() {
         let r = |seq, level, text: &str| {
-            Some(Record {
+            Some(KmsgRecord {
                 seq,
                 level,
                 text: text.into(),

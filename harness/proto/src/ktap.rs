@@ -94,7 +94,7 @@ impl<W: Write> Writer<W> {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Case {
+pub struct CaseResult {
     pub name: String,
     pub outcome: Outcome,
 }
@@ -103,7 +103,7 @@ pub struct Case {
 pub struct Parsed {
     /// The number of cases the plan line ("1..N") announced.
     pub plan: Option<usize>,
-    pub cases: Vec<Case>,
+    pub cases: Vec<CaseResult>,
     /// The reason of a "Bail out!" line.
     pub bailed: Option<String>,
 }
@@ -135,7 +135,7 @@ pub fn parse(text: &str) -> Parsed {
 }
 
 /// "3 name # SKIP why" or kselftest's "3 # SKIP name" after ok/not ok.
-fn case(rest: &str, ok: bool) -> Case {
+fn case(rest: &str, ok: bool) -> CaseResult {
     let rest = rest.trim_start_matches(|c: char| c.is_ascii_digit()).trim();
     let (name, directive) = match rest.split_once('#') {
         Some((n, d)) => (n.trim(), d.trim()),
@@ -155,7 +155,7 @@ fn case(rest: &str, ok: bool) -> Case {
         None if ok => Outcome::Pass,
         None => Outcome::Fail,
     };
-    Case { name, outcome }
+    CaseResult { name, outcome }
 }
 
 #[cfg(test)]
@@ -201,14 +201,14 @@ mod tests {
         assert_eq!(k.missing(), 0);
         assert_eq!(
             k.cases[0],
-            Case {
+            CaseResult {
                 name: "in-kernel handler".into(),
                 outcome: Outcome::Pass
             }
         );
         assert_eq!(
             k.cases[1],
-            Case {
+            CaseResult {
                 name: "disabled handler".into(),
                 outcome: Outcome::Skip("disabled handler".into())
             }
@@ -224,7 +224,7 @@ mod tests {
         assert_eq!(k.cases.len(), 2);
         assert_eq!(
             k.cases[1],
-            Case {
+            CaseResult {
                 name: "cpl3".into(),
                 outcome: Outcome::Skip("no user mode".into())
             }

@@ -253,7 +253,7 @@ pub fn am_failure(output: &str, series: &Series) -> String {
 
 /// What checkpatch said of one patch.
 #[derive(Debug, Default, PartialEq)]
-pub struct Verdict {
+pub struct CheckpatchFindings {
     pub errors: u32,
     pub warnings: u32,
     pub checks: u32,
@@ -262,8 +262,8 @@ pub struct Verdict {
 }
 
 /// Reads checkpatch's `--show-types` output.
-pub fn parse_checkpatch(output: &str) -> Verdict {
-    let mut v = Verdict::default();
+pub fn parse_checkpatch(output: &str) -> CheckpatchFindings {
+    let mut v = CheckpatchFindings::default();
     for line in output.lines() {
         for level in ["ERROR:", "WARNING:", "CHECK:"] {
             if let Some(rest) = line.strip_prefix(level) {
@@ -290,7 +290,11 @@ pub fn parse_checkpatch(output: &str) -> Verdict {
 
 /// Runs checkpatch --strict on every patch. Each warning or check type must
 /// be named in the cover letter, which is where it is justified.
-pub fn checkpatch(sh: &Shell, tree: &Path, series: &Series) -> Result<Vec<(String, Verdict, Vec<String>)>> {
+pub fn checkpatch(
+    sh: &Shell,
+    tree: &Path,
+    series: &Series,
+) -> Result<Vec<(String, CheckpatchFindings, Vec<String>)>> {
     let cover = std::fs::read_to_string(series.dir.join("0000-cover-letter.patch"))
         .context("read the cover letter")?;
     let mut results = Vec::new();
@@ -308,7 +312,7 @@ pub fn checkpatch_one(
     tree: &Path,
     patch: &Path,
     cover: &str,
-) -> Result<(Verdict, Vec<String>, String)> {
+) -> Result<(CheckpatchFindings, Vec<String>, String)> {
     let script = tree.join("scripts/checkpatch.pl");
     let _dir = sh.push_dir(tree);
     // spdxcheck.py needs Debian's python3 and its ply and git modules,
@@ -442,7 +446,7 @@ mod tests {
                    #42: FILE: arch/x86/kvm/x86.c:9700:\n\ntotal: 0 errors, 1 warnings, 0 checks, 120 lines checked\n";
         assert_eq!(
             parse_checkpatch(out),
-            Verdict {
+            CheckpatchFindings {
                 errors: 0,
                 warnings: 1,
                 checks: 0,

@@ -36,7 +36,7 @@ pub(super) fn stop_problem(stop: &Stop) -> Option<String> {
 }
 
 /// Runs one call in a fresh VM and checks result and memory.
-pub(super) fn run_call(ctx: &Ctx, c: &CallCase, cfg: VmConfig) -> Result<Verdict> {
+pub(super) fn run_call(ctx: &Ctx, c: &CallCase, cfg: VmConfig) -> Result<CaseVerdict> {
     let mut vm = Vm::new(&ctx.kvm, &ctx.supported, &cfg)?;
     call_in(ctx, &mut vm, c)
 }
@@ -63,7 +63,7 @@ pub(super) fn hint(c: &CallCase, got: i64) -> &'static str {
 
 /// Runs one call in `vm` (fresh canaries first) and checks result and
 /// memory.
-pub(super) fn call_in(ctx: &Ctx, vm: &mut Vm, c: &CallCase) -> Result<Verdict> {
+pub(super) fn call_in(ctx: &Ctx, vm: &mut Vm, c: &CallCase) -> Result<CaseVerdict> {
     let native = ctx.native;
     let enc = c.enc.resolve(native);
     vm.fill_canaries()?;
@@ -75,7 +75,7 @@ pub(super) fn call_in(ctx: &Ctx, vm: &mut Vm, c: &CallCase) -> Result<Verdict> {
     let mut notes = vec![];
     let mut problems = vec![];
     if let Some(p) = stop_problem(&stop) {
-        return Ok(Verdict::fail(format!("{name}: {p}")));
+        return Ok(CaseVerdict::fail(format!("{name}: {p}")));
     }
     let Stop::Reported(regs) = stop else {
         unreachable!("stop_problem is None only for Reported")
@@ -108,12 +108,12 @@ pub(super) fn call_in(ctx: &Ctx, vm: &mut Vm, c: &CallCase) -> Result<Verdict> {
     let (a0, a1) = (c.args[0] & mask, c.args[1] & mask);
     let changes = diff(&before, &vm.data_areas()?);
     match c.want {
-        Want::Wrote(bytes) => {
+        CallWant::Wrote(bytes) => {
             let hi = a0 + bytes.len() as u64;
             problems.extend(check_writes(&changes, a0, Some(bytes), a0, hi));
         }
-        Want::Nothing(_) => problems.extend(check_writes(&changes, a0, None, 0, 0)),
-        Want::Fault => {
+        CallWant::Nothing(_) => problems.extend(check_writes(&changes, a0, None, 0, 0)),
+        CallWant::Fault => {
             let hi = a0.saturating_add(a1.min(GREETING.len() as u64));
             problems.extend(check_writes(&changes, a0, None, a0, hi));
             if !changes.is_empty() && changes.iter().all(|ch| ch.0 >= a0 && ch.0 < hi) {
@@ -150,12 +150,12 @@ pub(super) fn call_in(ctx: &Ctx, vm: &mut Vm, c: &CallCase) -> Result<Verdict> {
     if problems.is_empty() {
         notes.push(format!("{name}: {}", describe(got)));
     }
-    Ok(Verdict::from_problems(problems, notes))
+    Ok(CaseVerdict::from_problems(problems, notes))
 }
 
 /// Several verdicts as one: failed if any failed, every line kept with
 /// the label of its part.
-pub(super) fn combine(parts: Vec<(&str, Verdict)>) -> Verdict {
+pub(super) fn combine(parts: Vec<(&str, CaseVerdict)>) -> CaseVerdict {
     let mut outcome = Outcome::Pass;
     let mut diags = vec![];
     for (label, v) in parts {
@@ -166,10 +166,10 @@ pub(super) fn combine(parts: Vec<(&str, Verdict)>) -> Verdict {
         }
         diags.extend(v.diags.into_iter().map(|d| format!("{label}: {d}")));
     }
-    Verdict { outcome, diags }
+    CaseVerdict { outcome, diags }
 }
 
-pub(super) const fn long_call(args: [u64; 4], want: Want) -> CallCase {
+pub(super) const fn long_call(args: [u64; 4], want: CallWant) -> CallCase {
     CallCase {
         mode: Mode::Long64,
         user: false,
@@ -185,18 +185,18 @@ mod tests {
 
     #[test]
     fn wrong_answers_name_their_cause() {
-        let sized = long_call([0, 5, 0, 0], Want::Nothing(-KVM_EINVAL));
+        let sized = long_call([0, 5, 0, 0], CallWant::Nothing(-KVM_EINVAL));
         assert!(hint(&sized, 0).contains("a1 ignored"));
         assert_eq!(hint(&sized, -KVM_EINVAL), "");
-        let stale = long_call(STALE_REGS, Want::Nothing(-KVM_EINVAL));
+        let stale = long_call(STALE_REGS, CallWant::Nothing(-KVM_EINVAL));
         assert!(hint(&stale, 12).contains("a2/a3 ignored"));
-        let good = buffer_call(Want::Wrote(GREETING));
+        let good = buffer_call(CallWant::Wrote(GREETING));
         assert!(hint(&good, -KVM_ENOSYS).contains("did not run"));
         assert_eq!(hint(&good, 5), "");
         // For a 32-bit caller a size of 2^32 is no size at all.
         let wide = CallCase {
             mode: Mode::Protected32,
-            ..long_call([0, 1 << 32, 0, 0], Want::Nothing(0))
+            ..long_call([0, 1 << 32, 0, 0], CallWant::Nothing(0))
         };
         assert_eq!(hint(&wide, 0), "");
     }

@@ -7,14 +7,14 @@ use super::*;
 /// ring 0 is the control that shows the refusal is about the CPL (KVM's
 /// CPL check predates the hypercall, so without the control this case
 /// would pass on a kernel without it).
-pub(super) fn long_mode_cpl3_eperm(ctx: &Ctx) -> Result<Verdict> {
+pub(super) fn long_mode_cpl3_eperm(ctx: &Ctx) -> Result<CaseVerdict> {
     let user = CallCase {
         user: true,
-        ..long_call([BUF, 64, 0, 0], Want::Nothing(-KVM_EPERM))
+        ..long_call([BUF, 64, 0, 0], CallWant::Nothing(-KVM_EPERM))
     };
     let mut parts = vec![("cpl3", run_call(ctx, &user, VmConfig::default())?)];
     if ctx.handler_unavailable.is_none() {
-        let control = long_call([BUF, 64, 0, 0], Want::Wrote(GREETING));
+        let control = long_call([BUF, 64, 0, 0], CallWant::Wrote(GREETING));
         parts.push(("cpl0 control", run_call(ctx, &control, VmConfig::default())?));
     }
     Ok(combine(parts))
@@ -22,7 +22,7 @@ pub(super) fn long_mode_cpl3_eperm(ctx: &Ctx) -> Result<Verdict> {
 
 /// With KVM_X86_QUIRK_FIX_HYPERCALL_INSN disabled the other vendor's
 /// instruction is a plain #UD, and the native one still works.
-pub(super) fn foreign_insn_ud(ctx: &Ctx) -> Result<Verdict> {
+pub(super) fn foreign_insn_ud(ctx: &Ctx) -> Result<CaseVerdict> {
     let cfg = VmConfig {
         disable_fix_quirk: true,
         ..VmConfig::default()
@@ -67,7 +67,7 @@ pub(super) fn foreign_insn_ud(ctx: &Ctx) -> Result<Verdict> {
             )),
         }
     }
-    Ok(Verdict::from_problems(problems, notes))
+    Ok(CaseVerdict::from_problems(problems, notes))
 }
 
 /// What a caller of kvm_hypercall0() may leave in RBX, RCX, RDX and RSI:
@@ -79,9 +79,9 @@ pub(super) const STALE_REGS: [u64; 4] = [BUF, 64, 0xffff_8880_0001_2340, 0x0000_
 /// A caller that loads only RAX, like kvm_hypercall0(), passes whatever the
 /// other registers hold; with non-zero a2 and a3 the host must refuse the
 /// call (-KVM_EINVAL), write nothing, and leave those registers alone.
-pub(super) fn kvm_hypercall0_stale_regs(ctx: &Ctx) -> Result<Verdict> {
+pub(super) fn kvm_hypercall0_stale_regs(ctx: &Ctx) -> Result<CaseVerdict> {
     if let Some(why) = &ctx.handler_unavailable {
-        return Ok(Verdict::skip(why.clone()));
+        return Ok(CaseVerdict::skip(why.clone()));
     }
     let mut vm = Vm::new(&ctx.kvm, &ctx.supported, &VmConfig::default())?;
     vm.fill_canaries()?;
@@ -102,13 +102,13 @@ pub(super) fn kvm_hypercall0_stale_regs(ctx: &Ctx) -> Result<Verdict> {
     let regs = match stop {
         Stop::Reported(regs) => regs,
         other => {
-            return Ok(Verdict::fail(format!(
+            return Ok(CaseVerdict::fail(format!(
                 "{name}: {}",
                 stop_problem(&other).unwrap_or_default()
             )))
         }
     };
-    let c = long_call(STALE_REGS, Want::Nothing(-KVM_EINVAL));
+    let c = long_call(STALE_REGS, CallWant::Nothing(-KVM_EINVAL));
     let got = regs.rax as i64;
     let mut problems = vec![];
     if got != -KVM_EINVAL {
@@ -135,7 +135,7 @@ pub(super) fn kvm_hypercall0_stale_regs(ctx: &Ctx) -> Result<Verdict> {
     } else {
         vec![]
     };
-    Ok(Verdict::from_problems(problems, notes))
+    Ok(CaseVerdict::from_problems(problems, notes))
 }
 
 #[cfg(test)]

@@ -52,34 +52,34 @@ pub struct Ctx {
 }
 
 /// A case's verdict and the lines that explain it.
-pub struct Verdict {
+pub struct CaseVerdict {
     pub outcome: Outcome,
     pub diags: Vec<String>,
 }
 
-impl Verdict {
-    fn from_problems(problems: Vec<String>, mut notes: Vec<String>) -> Verdict {
+impl CaseVerdict {
+    fn from_problems(problems: Vec<String>, mut notes: Vec<String>) -> CaseVerdict {
         let outcome = if problems.is_empty() {
             Outcome::Pass
         } else {
             Outcome::Fail
         };
         notes.extend(problems);
-        Verdict {
+        CaseVerdict {
             outcome,
             diags: notes,
         }
     }
 
-    fn skip(why: impl Into<String>) -> Verdict {
-        Verdict {
+    fn skip(why: impl Into<String>) -> CaseVerdict {
+        CaseVerdict {
             outcome: Outcome::Skip(why.into()),
             diags: vec![],
         }
     }
 
-    fn fail(why: impl Into<String>) -> Verdict {
-        Verdict {
+    fn fail(why: impl Into<String>) -> CaseVerdict {
+        CaseVerdict {
             outcome: Outcome::Fail,
             diags: vec![why.into()],
         }
@@ -105,7 +105,7 @@ impl Enc {
 
 /// What one call must do.
 #[derive(Clone, Copy, Debug)]
-pub enum Want {
+pub enum CallWant {
     /// Return the length of these bytes and write them at a0, nothing else.
     Wrote(&'static [u8]),
     /// Return this and write nothing at all.
@@ -115,12 +115,12 @@ pub enum Want {
     Fault,
 }
 
-impl Want {
+impl CallWant {
     fn ret(self) -> i64 {
         match self {
-            Want::Wrote(b) => b.len() as i64,
-            Want::Nothing(r) => r,
-            Want::Fault => -KVM_EFAULT,
+            CallWant::Wrote(b) => b.len() as i64,
+            CallWant::Nothing(r) => r,
+            CallWant::Fault => -KVM_EFAULT,
         }
     }
 }
@@ -131,12 +131,12 @@ pub struct CallCase {
     pub user: bool,
     pub enc: Enc,
     pub args: [u64; 4],
-    pub want: Want,
+    pub want: CallWant,
 }
 
 pub enum Kind {
     Call(CallCase),
-    Custom(fn(&Ctx) -> Result<Verdict>),
+    Custom(fn(&Ctx) -> Result<CaseVerdict>),
 }
 
 pub struct Case {
@@ -146,15 +146,15 @@ pub struct Case {
 
 /// Runs one case; an error (an ioctl that failed) is a failure with its
 /// context chain as the reason.
-pub fn run(ctx: &Ctx, case: &Case) -> Verdict {
+pub fn run(ctx: &Ctx, case: &Case) -> CaseVerdict {
     let result = match &case.kind {
         Kind::Call(c) => {
             if let (Some(why), true) = (&ctx.handler_unavailable, needs_handler(c)) {
-                return Verdict::skip(why.clone());
+                return CaseVerdict::skip(why.clone());
             }
             run_call(ctx, c, VmConfig::default())
         }
         Kind::Custom(f) => f(ctx),
     };
-    result.unwrap_or_else(|e| Verdict::fail(format!("{e:#}")))
+    result.unwrap_or_else(|e| CaseVerdict::fail(format!("{e:#}")))
 }

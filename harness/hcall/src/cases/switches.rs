@@ -3,19 +3,19 @@
 
 use super::*;
 
-pub(super) fn param_missing() -> Verdict {
-    Verdict::fail(format!(
+pub(super) fn param_missing() -> CaseVerdict {
+    CaseVerdict::fail(format!(
         "{} is absent: the kernel lacks the series or CONFIG_KVM_HELLO_HYPERCALL",
         proto::param::HELLO_PARAM
     ))
 }
 
-pub(super) fn needs_root() -> Verdict {
-    Verdict::skip(format!("changing {} needs root", proto::param::HELLO_PARAM))
+pub(super) fn needs_root() -> CaseVerdict {
+    CaseVerdict::skip(format!("changing {} needs root", proto::param::HELLO_PARAM))
 }
 
 /// The switch, if present and writable, or the verdict that replaces the case.
-pub(super) fn writable_param(ctx: &Ctx) -> std::result::Result<&SysfsSwitch, Verdict> {
+pub(super) fn writable_param(ctx: &Ctx) -> std::result::Result<&SysfsSwitch, CaseVerdict> {
     match &ctx.param {
         None => Err(param_missing()),
         Some(p) if !p.writable() => Err(needs_root()),
@@ -24,22 +24,26 @@ pub(super) fn writable_param(ctx: &Ctx) -> std::result::Result<&SysfsSwitch, Ver
 }
 
 /// The usual call, 64 bytes at BUF, and what it must do.
-pub(super) const fn buffer_call(want: Want) -> CallCase {
+pub(super) const fn buffer_call(want: CallWant) -> CallCase {
     long_call([BUF, 64, 0, 0], want)
 }
 
 /// A VM created while kvm.hello_hypercall=N has no handler: the call fails
 /// with -KVM_ENOSYS and writes nothing, with a buffer and without.
-pub(super) fn param_off_new_vm_enosys(ctx: &Ctx) -> Result<Verdict> {
+pub(super) fn param_off_new_vm_enosys(ctx: &Ctx) -> Result<CaseVerdict> {
     let param = match writable_param(ctx) {
         Ok(p) => p,
         Err(v) => return Ok(v),
     };
     let _off = param.hold(false)?;
-    let buffer = run_call(ctx, &buffer_call(Want::Nothing(-KVM_ENOSYS)), VmConfig::default())?;
+    let buffer = run_call(
+        ctx,
+        &buffer_call(CallWant::Nothing(-KVM_ENOSYS)),
+        VmConfig::default(),
+    )?;
     let none = run_call(
         ctx,
-        &long_call([0, 0, 0, 0], Want::Nothing(-KVM_ENOSYS)),
+        &long_call([0, 0, 0, 0], CallWant::Nothing(-KVM_ENOSYS)),
         VmConfig::default(),
     )?;
     Ok(combine(vec![
@@ -53,7 +57,12 @@ pub(super) fn param_off_new_vm_enosys(ctx: &Ctx) -> Result<Verdict> {
 /// created after the flip gets the new value (`control`, which shows the
 /// flip took effect: without it a switch that silently did nothing would
 /// pass the first half).
-pub(super) fn flip_after_create(ctx: &Ctx, created_with: bool, kept: Want, control: Want) -> Result<Verdict> {
+pub(super) fn flip_after_create(
+    ctx: &Ctx,
+    created_with: bool,
+    kept: CallWant,
+    control: CallWant,
+) -> Result<CaseVerdict> {
     let param = match writable_param(ctx) {
         Ok(p) => p,
         Err(v) => return Ok(v),
@@ -76,17 +85,27 @@ pub(super) fn flip_after_create(ctx: &Ctx, created_with: bool, kept: Want, contr
 
 /// kvm.hello_hypercall is read when a VM is created: turning it off does
 /// not take the hypercall away from a VM that already has it.
-pub(super) fn param_off_existing_vm_keeps_abi(ctx: &Ctx) -> Result<Verdict> {
-    flip_after_create(ctx, true, Want::Wrote(GREETING), Want::Nothing(-KVM_ENOSYS))
+pub(super) fn param_off_existing_vm_keeps_abi(ctx: &Ctx) -> Result<CaseVerdict> {
+    flip_after_create(
+        ctx,
+        true,
+        CallWant::Wrote(GREETING),
+        CallWant::Nothing(-KVM_ENOSYS),
+    )
 }
 
 /// And turning it on does not give the hypercall to a VM created without.
-pub(super) fn param_on_existing_vm_stays_enosys(ctx: &Ctx) -> Result<Verdict> {
-    flip_after_create(ctx, false, Want::Nothing(-KVM_ENOSYS), Want::Wrote(GREETING))
+pub(super) fn param_on_existing_vm_stays_enosys(ctx: &Ctx) -> Result<CaseVerdict> {
+    flip_after_create(
+        ctx,
+        false,
+        CallWant::Nothing(-KVM_ENOSYS),
+        CallWant::Wrote(GREETING),
+    )
 }
 
 /// KVM_GET_SUPPORTED_CPUID reports the bit exactly while the handler is on.
-pub(super) fn cpuid_bit_follows_param(ctx: &Ctx) -> Result<Verdict> {
+pub(super) fn cpuid_bit_follows_param(ctx: &Ctx) -> Result<CaseVerdict> {
     let bit_now = |kvm: &Kvm| -> Result<Option<bool>> {
         let cpuid = kvm.get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)?;
         Ok(vm::hello_bit(&cpuid))
@@ -142,7 +161,7 @@ pub(super) fn cpuid_bit_follows_param(ctx: &Ctx) -> Result<Verdict> {
     } else {
         notes.push("not root: the kvm.hello_hypercall=N half is not checked".into());
     }
-    Ok(Verdict::from_problems(problems, notes))
+    Ok(CaseVerdict::from_problems(problems, notes))
 }
 
 pub(super) fn yn(b: bool) -> char {
@@ -155,9 +174,9 @@ pub(super) fn yn(b: bool) -> char {
 
 /// With KVM_CAP_ENFORCE_PV_FEATURE_CPUID the guest's CPUID bit decides:
 /// set, the call works; cleared, it fails with -KVM_ENOSYS.
-pub(super) fn enforce_pv_cpuid(ctx: &Ctx) -> Result<Verdict> {
+pub(super) fn enforce_pv_cpuid(ctx: &Ctx) -> Result<CaseVerdict> {
     if let Some(why) = &ctx.handler_unavailable {
-        return Ok(Verdict::skip(why.clone()));
+        return Ok(CaseVerdict::skip(why.clone()));
     }
     let enforce = |hello_bit| VmConfig {
         cpuid: PvCpuid::Enforce { hello_bit },
@@ -165,12 +184,12 @@ pub(super) fn enforce_pv_cpuid(ctx: &Ctx) -> Result<Verdict> {
     };
     let set = run_call(
         ctx,
-        &long_call([BUF, 64, 0, 0], Want::Wrote(GREETING)),
+        &long_call([BUF, 64, 0, 0], CallWant::Wrote(GREETING)),
         enforce(true),
     )?;
     let cleared = run_call(
         ctx,
-        &long_call([BUF, 64, 0, 0], Want::Nothing(-KVM_ENOSYS)),
+        &long_call([BUF, 64, 0, 0], CallWant::Nothing(-KVM_ENOSYS)),
         enforce(false),
     )?;
     Ok(combine(vec![("bit 18 set", set), ("bit 18 cleared", cleared)]))
@@ -196,22 +215,22 @@ pub(super) fn vm_type_unsupported(types: i32, ty: u32, name: &str) -> Option<Str
 /// KVM cannot write the memory of a protected VM as plaintext, so such a
 /// VM never has the handler: -KVM_ENOSYS and nothing written. A default VM
 /// is the control that shows the handler is on meanwhile.
-pub(super) fn sw_protected_vm_enosys(ctx: &Ctx) -> Result<Verdict> {
+pub(super) fn sw_protected_vm_enosys(ctx: &Ctx) -> Result<CaseVerdict> {
     if let Some(why) = &ctx.handler_unavailable {
-        return Ok(Verdict::skip(why.clone()));
+        return Ok(CaseVerdict::skip(why.clone()));
     }
     let ty = kvm_bindings::KVM_X86_SW_PROTECTED_VM;
     let types = ctx.kvm.check_extension_raw(kvm_bindings::KVM_CAP_VM_TYPES.into());
     if let Some(why) = vm_type_unsupported(types, ty, "KVM_X86_SW_PROTECTED_VM") {
         // A skip, never a pass: nothing was checked.
-        return Ok(Verdict::skip(why));
+        return Ok(CaseVerdict::skip(why));
     }
     let cfg = VmConfig {
         vm_type: ty,
         ..VmConfig::default()
     };
-    let protected = run_call(ctx, &buffer_call(Want::Nothing(-KVM_ENOSYS)), cfg)?;
-    let control = run_call(ctx, &buffer_call(Want::Wrote(GREETING)), VmConfig::default())?;
+    let protected = run_call(ctx, &buffer_call(CallWant::Nothing(-KVM_ENOSYS)), cfg)?;
+    let control = run_call(ctx, &buffer_call(CallWant::Wrote(GREETING)), VmConfig::default())?;
     Ok(combine(vec![
         ("KVM_X86_SW_PROTECTED_VM", protected),
         ("KVM_X86_DEFAULT_VM control", control),

@@ -27,7 +27,7 @@ pub(super) fn forwarded(
     mode: Mode,
     user: bool,
     args: [u64; 4],
-) -> Result<std::result::Result<Forwarded, Verdict>> {
+) -> Result<std::result::Result<Forwarded, CaseVerdict>> {
     let caps = ctx
         .kvm
         .check_extension_raw(kvm_bindings::KVM_CAP_EXIT_HYPERCALL.into());
@@ -41,12 +41,12 @@ pub(super) fn forwarded(
     let mut vm = match Vm::new(&ctx.kvm, &ctx.supported, &cfg) {
         Ok(vm) if advertised => vm,
         Ok(_) => {
-            return Ok(Err(Verdict::fail(format!(
+            return Ok(Err(CaseVerdict::fail(format!(
                 "KVM_CHECK_EXTENSION(KVM_CAP_EXIT_HYPERCALL) = {caps:#x} lacks bit 13, yet enabling it worked"
             ))))
         }
         Err(e) => {
-            let mut v = Verdict::fail(format!("{e:#}"));
+            let mut v = CaseVerdict::fail(format!("{e:#}"));
             v.diags.push(format!(
                 "KVM_CHECK_EXTENSION(KVM_CAP_EXIT_HYPERCALL) = {caps:#x}: bit 13 (KVM_HC_HELLO_HYPERCALL) {}",
                 if advertised { "set" } else { "missing" }
@@ -149,7 +149,7 @@ pub(super) fn check_answer(stop: &Stop, want: i64, mode: Mode) -> Vec<String> {
 }
 
 /// The cleared CPUID bit is checked before the exit: no exit, -KVM_ENOSYS.
-pub(super) fn enforce_before_user_exit(ctx: &Ctx) -> Result<Verdict> {
+pub(super) fn enforce_before_user_exit(ctx: &Ctx) -> Result<CaseVerdict> {
     let cfg = VmConfig {
         cpuid: PvCpuid::Enforce { hello_bit: false },
         ..VmConfig::default()
@@ -169,7 +169,7 @@ pub(super) fn enforce_before_user_exit(ctx: &Ctx) -> Result<Verdict> {
         ));
     }
     problems.extend(check_answer(&stop, -KVM_ENOSYS, Mode::Long64));
-    Ok(Verdict::from_problems(
+    Ok(CaseVerdict::from_problems(
         problems,
         vec![show_exits(&exits), show_stop(&stop)],
     ))
@@ -177,7 +177,7 @@ pub(super) fn enforce_before_user_exit(ctx: &Ctx) -> Result<Verdict> {
 
 /// The exit carries nr, all four arguments and the long-mode flag; the
 /// answer lands in RAX whole. A real buffer is forwarded too, unwritten.
-pub(super) fn user_exit_long_mode(ctx: &Ctx) -> Result<Verdict> {
+pub(super) fn user_exit_long_mode(ctx: &Ctx) -> Result<CaseVerdict> {
     let mut problems = vec![];
     let mut notes = vec![];
     for args in [USER_ARGS, [BUF, 64, 0, 0]] {
@@ -204,12 +204,12 @@ pub(super) fn user_exit_long_mode(ctx: &Ctx) -> Result<Verdict> {
                 .map(|p| format!("{tag}: in-kernel handler ran too: {p}")),
         );
     }
-    Ok(Verdict::from_problems(problems, notes))
+    Ok(CaseVerdict::from_problems(problems, notes))
 }
 
 /// From 32-bit code the exit has the low halves, no long-mode flag, and
 /// the answer is truncated to 32 bits.
-pub(super) fn user_exit_protected_mode_32(ctx: &Ctx) -> Result<Verdict> {
+pub(super) fn user_exit_protected_mode_32(ctx: &Ctx) -> Result<CaseVerdict> {
     let Forwarded {
         stop,
         exits,
@@ -220,14 +220,14 @@ pub(super) fn user_exit_protected_mode_32(ctx: &Ctx) -> Result<Verdict> {
     };
     problems.extend(check_exit(&exits, USER_ARGS, false));
     problems.extend(check_answer(&stop, sext32(USER_RET), Mode::Protected32));
-    Ok(Verdict::from_problems(
+    Ok(CaseVerdict::from_problems(
         problems,
         vec![show_exits(&exits), show_stop(&stop)],
     ))
 }
 
 /// CPL is checked before the exit: -KVM_EPERM and no exit.
-pub(super) fn user_exit_cpl3(ctx: &Ctx) -> Result<Verdict> {
+pub(super) fn user_exit_cpl3(ctx: &Ctx) -> Result<CaseVerdict> {
     let Forwarded {
         stop,
         exits,
@@ -240,14 +240,14 @@ pub(super) fn user_exit_cpl3(ctx: &Ctx) -> Result<Verdict> {
         problems.push(format!("{} KVM_EXIT_HYPERCALL exit(s) from CPL 3", exits.len()));
     }
     problems.extend(check_answer(&stop, -KVM_EPERM, Mode::Long64));
-    Ok(Verdict::from_problems(
+    Ok(CaseVerdict::from_problems(
         problems,
         vec![show_exits(&exits), show_stop(&stop)],
     ))
 }
 
 /// The exit does not depend on kvm.hello_hypercall.
-pub(super) fn user_exit_param_off(ctx: &Ctx) -> Result<Verdict> {
+pub(super) fn user_exit_param_off(ctx: &Ctx) -> Result<CaseVerdict> {
     let param = match writable_param(ctx) {
         Ok(p) => p,
         Err(v) => return Ok(v),
@@ -264,7 +264,7 @@ pub(super) fn user_exit_param_off(ctx: &Ctx) -> Result<Verdict> {
     };
     problems.extend(check_exit(&exits, USER_ARGS, true));
     problems.extend(check_answer(&stop, USER_RET as i64, Mode::Long64));
-    Ok(Verdict::from_problems(
+    Ok(CaseVerdict::from_problems(
         problems,
         vec![show_exits(&exits), show_stop(&stop)],
     ))

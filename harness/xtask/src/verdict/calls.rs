@@ -6,7 +6,7 @@ use proto::{Call, Event, FactName, ParamState};
 use super::{fact_value, Check, Verdict};
 
 /// What the ABI promises for one syscall case.
-pub(super) enum Want {
+pub(super) enum Promise {
     /// A return value and the bytes stored (escaped), canaries intact.
     Stored(i64, &'static str),
     /// Return exactly this, nothing stored.
@@ -16,39 +16,51 @@ pub(super) enum Want {
 }
 
 /// The syscall checks: check name, probe case, expected result.
-pub(super) const SYSCALL_CHECKS: &[(&str, &str, Want)] = &[
+pub(super) const SYSCALL_CHECKS: &[(&str, &str, Promise)] = &[
     (
         "syscall_greeting",
         "root_buf",
-        Want::Stored(12, "Hello World\\x00"),
+        Promise::Stored(12, "Hello World\\x00"),
     ),
-    ("syscall_null_buffer", "root_null", Want::Ret(0)),
-    ("syscall_null_with_length", "root_null_len", Want::Errno(EINVAL)),
-    ("syscall_short_buffer", "root_short", Want::Stored(5, "Hell\\x00")),
-    ("syscall_zero_length", "root_zero_len", Want::Errno(EINVAL)),
-    ("syscall_bad_pointer", "root_bad_pointer", Want::Errno(EFAULT)),
-    ("syscall_flags_reserved", "root_flags", Want::Errno(EINVAL)),
-    ("syscall_unprivileged", "user_buf", Want::Errno(EPERM)),
+    ("syscall_null_buffer", "root_null", Promise::Ret(0)),
+    (
+        "syscall_null_with_length",
+        "root_null_len",
+        Promise::Errno(EINVAL),
+    ),
+    (
+        "syscall_short_buffer",
+        "root_short",
+        Promise::Stored(5, "Hell\\x00"),
+    ),
+    ("syscall_zero_length", "root_zero_len", Promise::Errno(EINVAL)),
+    ("syscall_bad_pointer", "root_bad_pointer", Promise::Errno(EFAULT)),
+    ("syscall_flags_reserved", "root_flags", Promise::Errno(EINVAL)),
+    ("syscall_unprivileged", "user_buf", Promise::Errno(EPERM)),
     // The guest module: read() gives the greeting as a line of text; the
     // raw ioctl gives the host's answer unmapped.
-    ("module_read", "module_read", Want::Stored(12, "Hello World\\n")),
-    ("module_ioctl_raw", "module_ioctl_raw", Want::Ret(0)),
+    (
+        "module_read",
+        "module_read",
+        Promise::Stored(12, "Hello World\\n"),
+    ),
+    ("module_ioctl_raw", "module_ioctl_raw", Promise::Ret(0)),
     // After kvm.hello_hypercall was turned off: the main guest's VM was
     // created while it was on, so every call still works.
     (
         "param_off_vm_keeps_abi",
         "param_off_buf",
-        Want::Stored(12, "Hello World\\x00"),
+        Promise::Stored(12, "Hello World\\x00"),
     ),
     (
         "param_off_vm_keeps_module_read",
         "param_off_module_read",
-        Want::Stored(12, "Hello World\\n"),
+        Promise::Stored(12, "Hello World\\n"),
     ),
     (
         "param_off_vm_keeps_module_ioctl_raw",
         "param_off_module_ioctl_raw",
-        Want::Ret(0),
+        Promise::Ret(0),
     ),
 ];
 
@@ -62,13 +74,17 @@ pub(super) const PARAM_OFF_CASES: &[&str] = &[
 ];
 
 /// The stock guest's module calls: the same promises as on the patched guest.
-pub(super) const STOCK_CHECKS: &[(&str, &str, Want)] = &[
+pub(super) const STOCK_CHECKS: &[(&str, &str, Promise)] = &[
     (
         "stock_module_read",
         "stock_module_read",
-        Want::Stored(12, "Hello World\\n"),
+        Promise::Stored(12, "Hello World\\n"),
     ),
-    ("stock_module_ioctl_raw", "stock_module_ioctl_raw", Want::Ret(0)),
+    (
+        "stock_module_ioctl_raw",
+        "stock_module_ioctl_raw",
+        Promise::Ret(0),
+    ),
 ];
 
 /// Whether L1 has kvm.hello_hypercall, as the agent reported: a host
@@ -80,7 +96,7 @@ pub(super) fn host_has_param(events: &[Event]) -> bool {
 
 /// One call against what the ABI promises; `host` says whether L1 has the
 /// parameter, which decides what a refusal most likely means.
-pub(super) fn syscall_check(name: &str, call: Option<&Call>, want: &Want, host: bool) -> Check {
+pub(super) fn syscall_check(name: &str, call: Option<&Call>, want: &Promise, host: bool) -> Check {
     let Some(c) = call else {
         return Check::new(
             name,
@@ -90,15 +106,15 @@ pub(super) fn syscall_check(name: &str, call: Option<&Call>, want: &Want, host: 
     };
     let got = describe(c);
     let ok = match want {
-        Want::Stored(ret, data) => c.ret == *ret && c.data == *data && c.canary_intact,
-        Want::Ret(ret) => c.ret == *ret,
+        Promise::Stored(ret, data) => c.ret == *ret && c.data == *data && c.canary_intact,
+        Promise::Ret(ret) => c.ret == *ret,
         // A refused call stores nothing.
-        Want::Errno(errno) => c.ret == -1 && c.errno == *errno && c.canary_intact,
+        Promise::Errno(errno) => c.ret == -1 && c.errno == *errno && c.canary_intact,
     };
     let wanted = match want {
-        Want::Stored(ret, data) => format!("{ret} with \"{data}\" stored and the canaries intact"),
-        Want::Ret(ret) => ret.to_string(),
-        Want::Errno(errno) => format!("-1, {}, nothing stored", errno_name(*errno)),
+        Promise::Stored(ret, data) => format!("{ret} with \"{data}\" stored and the canaries intact"),
+        Promise::Ret(ret) => ret.to_string(),
+        Promise::Errno(errno) => format!("-1, {}, nothing stored", errno_name(*errno)),
     };
     if ok {
         Check::new(name, Verdict::Pass, format!("got {got}"))
@@ -169,7 +185,7 @@ mod tests {
 
     #[test]
     fn refused_calls_must_store_nothing() {
-        let want = Want::Errno(EINVAL);
+        let want = Promise::Errno(EINVAL);
         let ok = call("root_flags", -1, EINVAL, "");
         assert_eq!(
             syscall_check("syscall_flags_reserved", Some(&ok), &want, true).verdict,
@@ -186,11 +202,11 @@ mod tests {
 
     #[test]
     fn v1_answers_are_explained() {
-        let greeting = Want::Stored(12, "Hello World\\x00");
+        let greeting = Promise::Stored(12, "Hello World\\x00");
         let flags = syscall_check(
             "syscall_flags_reserved",
             Some(&call("root_flags", 12, 0, "Hello World\\x00")),
-            &Want::Errno(EINVAL),
+            &Promise::Errno(EINVAL),
             true,
         );
         assert!(
@@ -201,7 +217,7 @@ mod tests {
         let null = syscall_check(
             "syscall_null_with_length",
             Some(&call("root_null_len", 0, 0, "")),
-            &Want::Errno(EINVAL),
+            &Promise::Errno(EINVAL),
             true,
         );
         assert!(null.detail.contains("NULL with a length"), "{}", null.detail);
@@ -220,7 +236,7 @@ mod tests {
         let raw = syscall_check(
             "param_off_vm_keeps_module_ioctl_raw",
             Some(&call("param_off_module_ioctl_raw", -1000, 0, "")),
-            &Want::Ret(0),
+            &Promise::Ret(0),
             true,
         );
         assert!(raw.detail.contains("once per VM"), "{}", raw.detail);
@@ -228,7 +244,7 @@ mod tests {
         let unpatched = syscall_check(
             "param_off_vm_keeps_module_ioctl_raw",
             Some(&call("param_off_module_ioctl_raw", -1000, 0, "")),
-            &Want::Ret(0),
+            &Promise::Ret(0),
             false,
         );
         assert!(
