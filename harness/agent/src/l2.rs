@@ -3,7 +3,7 @@
 //! L2's second serial port is QEMU's stdio: the probe's reports arrive on
 //! QEMU's stdout, and answers to its requests go to QEMU's stdin.
 
-use std::fs::File;
+use fs_err::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -32,7 +32,7 @@ pub fn run(
     creating: Creating<'_>,
     mut on_ask: impl FnMut(Request, Instant) -> Result<()>,
 ) -> Result<Event> {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpuinfo = fs_err::read_to_string("/proc/cpuinfo").unwrap_or_default();
     // Some kernels (6.1) print "cpu MHz: 0.000" when they could not sample
     // the frequency; then use the one xtask measured on the host, which is
     // L1's own under TCG.
@@ -50,7 +50,7 @@ pub fn run(
         .env("TMPDIR", proto::L1_SCRATCH)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(stderr)
+        .stderr(stderr.into_file())
         .spawn()
         .with_context(|| format!("start {}", cfg.qemu))?;
     let pid = child.id();
@@ -133,11 +133,11 @@ pub fn run(
 /// Whether process `pid` holds a KVM VM: KVM_CREATE_VM returns a file
 /// descriptor on the anonymous inode "kvm-vm".
 fn has_vm(pid: u32) -> bool {
-    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+    let Ok(fds) = fs_err::read_dir(format!("/proc/{pid}/fd")) else {
         return false;
     };
     fds.flatten()
-        .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| is_vm_fd(&target)))
+        .any(|fd| fs_err::read_link(fd.path()).is_ok_and(|target| is_vm_fd(&target)))
 }
 
 fn is_vm_fd(target: &Path) -> bool {

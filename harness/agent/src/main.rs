@@ -43,7 +43,7 @@ fn main() {
 
 fn run(report: &Report) -> Result<()> {
     let out = Path::new(OUT);
-    let text = std::fs::read_to_string(out.join(proto::AGENT_CONFIG)).context("read agent.json")?;
+    let text = fs_err::read_to_string(out.join(proto::AGENT_CONFIG)).context("read agent.json")?;
     let cfg: AgentConfig = serde_json::from_str(&text).context("parse agent.json")?;
 
     report.send(&Event::Fact {

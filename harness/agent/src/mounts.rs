@@ -20,7 +20,7 @@ pub fn mount_all(out: &str) -> Result<()> {
     for (source, target, fstype) in kernel_fs {
         mount_one(source, target, fstype, None)?;
     }
-    std::fs::create_dir_all(out).context("create the run directory mount point")?;
+    fs_err::create_dir_all(out).context("create the run directory mount point")?;
     // The run directory takes every log L2 writes, so a large msize pays.
     mount_one(
         proto::OUT_TAG,

@@ -1,7 +1,7 @@
 //! L1's report port: the second serial port, which QEMU on the host writes
 //! to a file of its own, apart from the console.
 
-use std::fs::{File, OpenOptions};
+use fs_err::{File, OpenOptions};
 use std::io::Write;
 use std::sync::Mutex;
 

@@ -2,7 +2,7 @@
 //! KVM selftests and the hcall VMM. They are host binaries, reached
 //! through the read-only host root.
 
-use std::fs::File;
+use fs_err::File;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -21,8 +21,8 @@ pub fn run(test: &L1Test, out: &Path, timeout_secs: u64) -> Result<Event> {
         // The host's /tmp is read-only in L1; scratch files go to L1's own.
         .env("TMPDIR", proto::L1_SCRATCH)
         .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
+        .stdout(log.try_clone()?.into_file())
+        .stderr(log.into_file())
         .spawn()
         .with_context(|| format!("start {}", test.argv.join(" ")))?;
     let start = Instant::now();

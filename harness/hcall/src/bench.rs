@@ -152,7 +152,7 @@ fn tracing_cost(sections: &Map<String, Value>) -> Value {
 
 /// The trace events that are on: they cost time in every traced call.
 fn enabled_events() -> Value {
-    match std::fs::read_to_string("/sys/kernel/tracing/set_event") {
+    match fs_err::read_to_string("/sys/kernel/tracing/set_event") {
         Ok(text) => json!(text.lines().collect::<Vec<_>>()),
         Err(_) => Value::Null,
     }

@@ -2,8 +2,8 @@
 //! read its device like a file, and issue the raw hypercall through its
 //! ioctl. This is the route for guests whose kernel lacks the syscall.
 
+use fs_err::File;
 use std::ffi::CString;
-use std::fs::File;
 use std::io::Read;
 use std::os::fd::AsRawFd;
 

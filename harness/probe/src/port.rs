@@ -1,7 +1,7 @@
 //! The report port: L2's second serial port, wired by the agent in L1 to a
 //! pipe, so reports never mix with the kernel console.
 
-use std::fs::{File, OpenOptions};
+use fs_err::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 
 use anyhow::{bail, Context, Result};

@@ -2,9 +2,9 @@
 //! warnings (its console is quiet: every byte is an exit through two
 //! hypervisors), hcall's fuzzer in L1's for kernel trouble.
 
-use std::fs::File;
+use fs_err::os::unix::fs::OpenOptionsExt;
+use fs_err::File;
 use std::io::{self, ErrorKind, Read, Seek, SeekFrom};
-use std::os::unix::fs::OpenOptionsExt;
 
 /// One record of the log.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,7 +32,7 @@ pub struct Kmsg {
 impl Kmsg {
     /// Opens the log at its start: the first read gives every record kept.
     pub fn open() -> io::Result<Kmsg> {
-        let file = std::fs::OpenOptions::new()
+        let file = fs_err::OpenOptions::new()
             .read(true)
             .custom_flags(nix::libc::O_NONBLOCK)
             .open("/dev/kmsg")

@@ -31,13 +31,13 @@ pub fn hello_param() -> Option<bool> {
 
 /// Writes a boolean sysfs file.
 pub fn write(path: &Path, on: bool) -> Result<()> {
-    std::fs::write(path, if on { "1" } else { "0" })
+    fs_err::write(path, if on { "1" } else { "0" })
         .with_context(|| format!("write {} to {}", u8::from(on), path.display()))
 }
 
 /// The value of a boolean sysfs file; `None` if it is absent.
 pub fn read(path: &Path) -> Result<Option<bool>> {
-    match std::fs::read_to_string(path) {
+    match fs_err::read_to_string(path) {
         Ok(text) => parse_bool(&text)
             .map(Some)
             .with_context(|| format!("{}: not a boolean: {text:?}", path.display())),
@@ -75,7 +75,7 @@ impl SysfsSwitch {
 
     /// Whether this process may change the switch (root, writable sysfs).
     pub fn writable(&self) -> bool {
-        std::fs::OpenOptions::new().write(true).open(&self.path).is_ok()
+        fs_err::OpenOptions::new().write(true).open(&self.path).is_ok()
     }
 
     pub fn set(&self, on: bool) -> Result<()> {
@@ -135,7 +135,7 @@ mod tests {
 
     fn scratch(name: &str) -> (PathBuf, PathBuf) {
         let dir = std::env::temp_dir().join(format!("proto-param-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        fs_err::create_dir_all(&dir).unwrap();
         let file = dir.join("flag");
         (dir, file)
     }
@@ -143,7 +143,7 @@ mod tests {
     #[test]
     fn switch_restores_on_drop() {
         let (dir, file) = scratch("drop");
-        std::fs::write(&file, "N\n").unwrap();
+        fs_err::write(&file, "N\n").unwrap();
         {
             let s = SysfsSwitch::open(file.to_str().unwrap()).unwrap().unwrap();
             assert!(!s.get() && s.writable());
@@ -159,13 +159,13 @@ mod tests {
         assert!(SysfsSwitch::open(dir.join("absent").to_str().unwrap())
             .unwrap()
             .is_none());
-        std::fs::remove_dir_all(&dir).unwrap();
+        fs_err::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn a_hold_is_released_by_a_failing_case() {
         let (dir, file) = scratch("hold");
-        std::fs::write(&file, "Y\n").unwrap();
+        fs_err::write(&file, "Y\n").unwrap();
         let s = SysfsSwitch::open(file.to_str().unwrap()).unwrap().unwrap();
         // A case that panics half-way, as hcall's runner catches it.
         let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -184,6 +184,6 @@ mod tests {
         assert!(early().is_err());
         assert_eq!(read(&file).unwrap(), Some(true));
         drop(s);
-        std::fs::remove_dir_all(&dir).unwrap();
+        fs_err::remove_dir_all(&dir).unwrap();
     }
 }

@@ -68,17 +68,17 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
         bail!("the e2e run does not pass; run `cargo xtask e2e` and fix it before benchmarking");
     }
     let last: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(layout::xtask().join("report.json"))?)?;
+        serde_json::from_str(&fs_err::read_to_string(layout::xtask().join("report.json"))?)?;
     let accel = match last["accel"].as_str() {
         Some("kvm") => Accel::Kvm,
         _ => Accel::Tcg,
     };
     let run_dir = PathBuf::from(last["run_dir"].as_str().context("report.json has no run_dir")?);
     let config: proto::AgentConfig =
-        serde_json::from_str(&std::fs::read_to_string(run_dir.join(proto::AGENT_CONFIG))?)?;
+        serde_json::from_str(&fs_err::read_to_string(run_dir.join(proto::AGENT_CONFIG))?)?;
 
     let raw_dir = layout::xtask().join("bench-raw");
-    std::fs::create_dir_all(&raw_dir)?;
+    fs_err::create_dir_all(&raw_dir)?;
     let host_kernel = PathBuf::from(
         last["host_kernel"]
             .as_str()
@@ -125,7 +125,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
     let (hcall_bench, hcall_fuzz) = if args.no_hcall {
         // Keep the figures of the last full benchmark rather than losing them.
         println!("bench: --no-hcall: hcall's figures carried over from the last bench.json");
-        let old: serde_json::Value = std::fs::read_to_string(layout::xtask().join("bench.json"))
+        let old: serde_json::Value = fs_err::read_to_string(layout::xtask().join("bench.json"))
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default();
@@ -155,7 +155,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
         hcall_fuzz,
     };
     let path = layout::xtask().join("bench.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&bench)?)?;
+    fs_err::write(&path, serde_json::to_string_pretty(&bench)?)?;
     println!(
         "bench: warm e2e {w:.1}s, raw nested {r:.1}s, ratio {:.2} (goal ≤ {WARM_GOAL_RATIO}); \
          main guest only {m:.1}s, ratio {:.2}; written to {}",
@@ -184,16 +184,16 @@ fn hcall_figures(sh: &Shell, cargo: &str) -> Result<(serde_json::Value, serde_js
         bail!("the E2E with hcall bench and fuzz failed; see target/xtask/report.json");
     }
     let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(layout::xtask().join("report.json"))?)?;
+        serde_json::from_str(&fs_err::read_to_string(layout::xtask().join("report.json"))?)?;
     let run_dir = PathBuf::from(report["run_dir"].as_str().context("report.json has no run_dir")?);
     let json_of = |name: &str| -> Result<serde_json::Value> {
-        let log = std::fs::read_to_string(run_dir.join(format!("l1test-{name}.log")))
+        let log = fs_err::read_to_string(run_dir.join(format!("l1test-{name}.log")))
             .with_context(|| format!("read l1test-{name}.log"))?;
         json_object(&log).with_context(|| format!("no JSON object in l1test-{name}.log"))
     };
     // The tests are named once, by the E2E, in agent.json.
     let config: proto::AgentConfig =
-        serde_json::from_str(&std::fs::read_to_string(run_dir.join(proto::AGENT_CONFIG))?)?;
+        serde_json::from_str(&fs_err::read_to_string(run_dir.join(proto::AGENT_CONFIG))?)?;
     let [bench_test, fuzz_test] = config.l1_extra_tests.as_slice() else {
         bail!(
             "agent.json lists {} extra tests, not 2",
@@ -235,18 +235,18 @@ impl RawRun {
         host_kernel: &Path,
         accel: Accel,
     ) -> Result<RawRun> {
-        std::fs::create_dir_all(dir)?;
+        fs_err::create_dir_all(dir)?;
         let busybox = Path::new("/bin/busybox");
         if !busybox.exists() {
             bail!("the raw run needs /bin/busybox: apt-get install busybox-static");
         }
         // L2: the probe, told to power off at once. (A script would need
         // BINFMT_SCRIPT, which the guest kernel does not have.)
-        let probe = std::fs::read(layout::target().join("x86_64-unknown-linux-gnu/release/probe"))
+        let probe = fs_err::read(layout::target().join("x86_64-unknown-linux-gnu/release/probe"))
             .context("read the probe")?;
         let cpio = initramfs::l2(&probe, None, None);
         let initrd = dir.join("l2-raw.cpio");
-        std::fs::write(&initrd, cpio)?;
+        fs_err::write(&initrd, cpio)?;
         if guests.is_empty() {
             bail!("agent.json names no guest");
         }
@@ -263,7 +263,7 @@ impl RawRun {
             })
             .collect();
         let init = dir.join("l1-init.sh");
-        std::fs::write(&init, l1_script(config, &guests))?;
+        fs_err::write(&init, l1_script(config, &guests))?;
         cmd!(sh, "chmod 0755 {init}").quiet().run()?;
         let l1 = qemu::L1 {
             accel,
@@ -285,7 +285,7 @@ impl RawRun {
 
     fn run(&self) -> Result<f64> {
         let exit = self.dir.join("l2-exit");
-        let _ = std::fs::remove_file(&exit);
+        let _ = fs_err::remove_file(&exit);
         let t = Instant::now();
         let outcome = qemu::run(
             &self.qemu,
@@ -299,7 +299,7 @@ impl RawRun {
         }
         // The floor only counts if every L2 really ran: L1's script records
         // the exit status of each L2's QEMU in the shared directory.
-        let l2 = std::fs::read_to_string(&exit).unwrap_or_default();
+        let l2 = fs_err::read_to_string(&exit).unwrap_or_default();
         if l2.lines().count() != self.guests || l2.lines().any(|l| l.trim() != "0") {
             bail!(
                 "L2 did not run in the raw nested boot (exit {:?}); see {}",

@@ -84,21 +84,21 @@ fn new_run_dir(sh: &Shell, args: &E2eArgs) -> Result<PathBuf> {
         "patched"
     };
     let base = format!("{stamp}-{}-{variant}", args.kernel.kernel.name());
-    std::fs::create_dir_all(layout::runs()).context("create target/xtask/runs")?;
+    fs_err::create_dir_all(layout::runs()).context("create target/xtask/runs")?;
     // Two runs started in the same second must not share a directory: the
     // first to create a name owns it, the next one numbers its own.
     let mut n = 1;
     let (name, dir) = loop {
         let name = run_dir_name(&base, n);
         let dir = layout::runs().join(&name);
-        match std::fs::create_dir(&dir) {
+        match fs_err::create_dir(&dir) {
             Ok(()) => break (name, dir),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => n += 1,
             Err(e) => return Err(e).with_context(|| format!("create the run directory {}", dir.display())),
         }
     };
     let latest = layout::runs().join("latest");
-    let _ = std::fs::remove_file(&latest);
+    let _ = fs_err::remove_file(&latest);
     let _ = std::os::unix::fs::symlink(&name, &latest);
     Ok(dir)
 }
@@ -274,7 +274,7 @@ fn pipeline(
             params: l1_params(chosen),
         };
         let argv = qemu::l1_args(&l1);
-        std::fs::write(
+        fs_err::write(
             run_dir.join("l1-command.txt"),
             format!("{} {}\n", qemu.display(), argv.join(" ")),
         )?;
@@ -287,7 +287,7 @@ fn pipeline(
     })?;
 
     let evidence = stages.run("verdict", |_| {
-        let read = |name: &str| std::fs::read_to_string(run_dir.join(name)).unwrap_or_default();
+        let read = |name: &str| fs_err::read_to_string(run_dir.join(name)).unwrap_or_default();
         save_l2_tests(&read("l1-report.log"), run_dir)?;
         Ok(Evidence {
             l1_code: outcome.code,
@@ -296,7 +296,7 @@ fn pipeline(
             l1_qemu_stderr: read("l1-qemu-stderr.log"),
             report: read("l1-report.log"),
             l2_console: read("l2-main-console.log"),
-            trace: std::fs::read_to_string(run_dir.join("trace.txt")).ok(),
+            trace: fs_err::read_to_string(run_dir.join("trace.txt")).ok(),
             hc_nr: hypercall_nr(&tree),
             module_warnings: module.warnings.clone(),
             stock: match &stock {
@@ -326,7 +326,7 @@ fn pipeline(
 fn save_l2_tests(report: &str, run_dir: &Path) -> Result<()> {
     for event in report.lines().filter_map(proto::Event::from_line) {
         if let proto::Event::L2Test { name, output, .. } = event {
-            std::fs::write(run_dir.join(format!("l2test-{name}.log")), output)
+            fs_err::write(run_dir.join(format!("l2test-{name}.log")), output)
                 .context("save an L2 test's output")?;
         }
     }
@@ -371,7 +371,7 @@ pub fn l1_params(accel: Accel) -> Vec<String> {
 
 /// KVM_HC_HELLO_HYPERCALL as the host tree defines it.
 fn hypercall_nr(tree: &Path) -> Option<u64> {
-    let text = std::fs::read_to_string(tree.join("include/uapi/linux/kvm_para.h")).ok()?;
+    let text = fs_err::read_to_string(tree.join("include/uapi/linux/kvm_para.h")).ok()?;
     text.lines().find_map(|l| {
         let mut w = l.split_whitespace();
         (w.next() == Some("#define") && w.next() == Some("KVM_HC_HELLO_HYPERCALL"))

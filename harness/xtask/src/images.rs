@@ -104,7 +104,7 @@ pub(crate) fn images(
             None => {
                 let table = guest.src.join(SYSCALL_TABLE);
                 let text =
-                    std::fs::read_to_string(&table).with_context(|| format!("read {}", table.display()))?;
+                    fs_err::read_to_string(&table).with_context(|| format!("read {}", table.display()))?;
                 let nr = lowest_free_nr(&text)
                     .with_context(|| format!("no syscall numbers in {}", table.display()))?;
                 println!("    no series: the probe calls {nr}, the lowest free number in {SYSCALL_TABLE}");
@@ -112,14 +112,14 @@ pub(crate) fn images(
             }
         },
     };
-    let probe = std::fs::read(bin.join("probe")).context("read the probe binary")?;
+    let probe = fs_err::read(bin.join("probe")).context("read the probe binary")?;
     let initrd = run_dir.join("l2-initramfs.cpio");
-    let ko = std::fs::read(module).context("read the guest module")?;
+    let ko = fs_err::read(module).context("read the guest module")?;
     let test = kselftest
-        .map(std::fs::read)
+        .map(fs_err::read)
         .transpose()
         .context("read the kselftest")?;
-    std::fs::write(&initrd, initramfs::l2(&probe, Some(&ko), test.as_deref()))?;
+    fs_err::write(&initrd, initramfs::l2(&probe, Some(&ko), test.as_deref()))?;
     // quiet: every console byte of a nested guest is an exit through two
     // hypervisors; errors still print.
     // noxsave: with L1 under TCG, the XSAVE leaf L2 sees gives a buffer
@@ -135,8 +135,8 @@ pub(crate) fn images(
     }];
     if let Some((stock, ko)) = stock {
         let initrd = run_dir.join("l2-stock-initramfs.cpio");
-        let ko = std::fs::read(ko).context("read the stock guest's module")?;
-        std::fs::write(&initrd, initramfs::l2(&probe, Some(&ko), None))?;
+        let ko = fs_err::read(ko).context("read the stock guest's module")?;
+        fs_err::write(&initrd, initramfs::l2(&probe, Some(&ko), None))?;
         guests.push(proto::Guest {
             name: proto::GuestName::Stock,
             kernel: stock.kernel.display().to_string(),
@@ -162,7 +162,7 @@ pub(crate) fn images(
         l1_extra_tests,
         l1_test_timeout_secs: inputs.l1_test_timeout,
     };
-    std::fs::write(
+    fs_err::write(
         run_dir.join(proto::AGENT_CONFIG),
         serde_json::to_string_pretty(&config)?,
     )?;
@@ -171,13 +171,13 @@ pub(crate) fn images(
 
 /// This machine's TSC frequency; under TCG it is L1's too.
 pub(crate) fn host_tsc_khz() -> Option<u64> {
-    proto::tsc_khz(&std::fs::read_to_string("/proc/cpuinfo").ok()?)
+    proto::tsc_khz(&fs_err::read_to_string("/proc/cpuinfo").ok()?)
 }
 
 /// The syscall number the series assigns, from its syscall_64.tbl hunk.
 fn nr_from_series(series: &Series) -> Result<Option<i64>> {
     for path in series.paths() {
-        let text = std::fs::read_to_string(&path)?;
+        let text = fs_err::read_to_string(&path)?;
         if let Some(nr) = nr_from_patch(&text) {
             return Ok(Some(nr));
         }

@@ -32,7 +32,7 @@ pub struct Series {
 
 impl Series {
     pub fn load(dir: &Path) -> Result<Series> {
-        let text = std::fs::read_to_string(dir.join("series"))
+        let text = fs_err::read_to_string(dir.join("series"))
             .with_context(|| format!("read {}/series", dir.display()))?;
         let (base_line, patches) = parse_series(&text);
         if patches.is_empty() {
@@ -64,9 +64,9 @@ impl Series {
     /// A digest of everything that decides the patched tree.
     pub fn digest(&self) -> Result<String> {
         let mut h = Sha256::new();
-        h.update(std::fs::read(self.dir.join("series"))?);
+        h.update(fs_err::read(self.dir.join("series"))?);
         for p in self.paths() {
-            h.update(std::fs::read(&p).with_context(|| format!("read {}", p.display()))?);
+            h.update(fs_err::read(&p).with_context(|| format!("read {}", p.display()))?);
         }
         Ok(hex(&h.finalize()))
     }
@@ -106,7 +106,7 @@ pub fn apply(sh: &Shell, source: &Source, series: &Series, progress: &Progress) 
     let worktree = layout::sources().join(format!("{}-hello", source.name));
     let stamp = layout::sources().join(format!("{}-hello.stamp", source.name));
     let key = format!("{} {}", source.base, series.digest()?);
-    if worktree.exists() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(&key) {
+    if worktree.exists() && fs_err::read_to_string(&stamp).ok().as_deref() == Some(&key) {
         progress.cached();
         return Ok(worktree);
     }
@@ -119,12 +119,12 @@ pub fn apply(sh: &Shell, source: &Source, series: &Series, progress: &Progress) 
         }
     }
     let scratch = scratch(source);
-    let _ = std::fs::remove_file(&stamp);
+    let _ = fs_err::remove_file(&stamp);
     let commits = am(sh, source, series, &scratch, progress)?;
     let patched = commits.last().cloned().unwrap_or_else(|| source.base.clone());
     progress.say("check out the patched tree");
     checkout(sh, source, &worktree, &patched, progress)?;
-    std::fs::write(&stamp, key)?;
+    fs_err::write(&stamp, key)?;
     Ok(worktree)
 }
 
@@ -295,7 +295,7 @@ pub fn checkpatch(
     tree: &Path,
     series: &Series,
 ) -> Result<Vec<(String, CheckpatchFindings, Vec<String>)>> {
-    let cover = std::fs::read_to_string(series.dir.join("0000-cover-letter.patch"))
+    let cover = fs_err::read_to_string(series.dir.join("0000-cover-letter.patch"))
         .context("read the cover letter")?;
     let mut results = Vec::new();
     for (name, path) in series.patches.iter().zip(series.paths()) {

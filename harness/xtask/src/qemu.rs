@@ -179,13 +179,13 @@ impl Drop for Reaper {
 /// Runs QEMU until it exits or the deadline passes. QEMU's own stderr goes
 /// to `stderr_log`.
 pub fn run(qemu: &Path, args: &[String], stderr_log: &Path, timeout: Duration) -> Result<Outcome> {
-    let stderr = std::fs::File::create(stderr_log)?;
+    let stderr = fs_err::File::create(stderr_log)?;
     let started = Instant::now();
     let child = Command::new(qemu)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(stderr)
+        .stderr(stderr.into_file())
         .spawn()
         .with_context(|| format!("start {}", qemu.display()))?;
     let mut child = Reaper(child);
@@ -229,11 +229,11 @@ pub fn probe_kvm(qemu: &Path, kernel: &Path, dir: &Path) -> Result<(), String> {
         Duration::from_secs(60),
     )
     .map_err(|e| format!("{e:#}"))?;
-    let console = std::fs::read_to_string(&log).unwrap_or_default();
+    let console = fs_err::read_to_string(&log).unwrap_or_default();
     if console.contains("Kernel panic - not syncing: VFS") {
         return Ok(());
     }
-    let why = std::fs::read_to_string(dir.join("kvm-probe-qemu.log")).unwrap_or_default();
+    let why = fs_err::read_to_string(dir.join("kvm-probe-qemu.log")).unwrap_or_default();
     let why = why.lines().last().unwrap_or("no output").to_string();
     Err(format!(
         "a test boot under KVM did not reach the kernel's root mount (QEMU exit {:?}: {why})",

@@ -74,7 +74,7 @@ pub fn ensure(sh: &Shell, progress: &Progress) -> Result<Result<Stock, String>> 
 
 /// Installed 6.12 cloud kernels that have their headers.
 fn installed(boot: &Path, src: &Path) -> Vec<Stock> {
-    let Ok(entries) = std::fs::read_dir(boot) else {
+    let Ok(entries) = fs_err::read_dir(boot) else {
         return vec![];
     };
     entries
@@ -123,18 +123,18 @@ mod tests {
     fn only_pairs_with_headers_count() {
         let dir = std::env::temp_dir().join(format!("hh-stock-{}", std::process::id()));
         let (boot, src) = (dir.join("boot"), dir.join("src"));
-        std::fs::create_dir_all(&boot).unwrap();
-        std::fs::create_dir_all(src.join("linux-headers-6.12.5+deb12-cloud-amd64")).unwrap();
-        std::fs::write(src.join("linux-headers-6.12.5+deb12-cloud-amd64/Makefile"), "").unwrap();
+        fs_err::create_dir_all(&boot).unwrap();
+        fs_err::create_dir_all(src.join("linux-headers-6.12.5+deb12-cloud-amd64")).unwrap();
+        fs_err::write(src.join("linux-headers-6.12.5+deb12-cloud-amd64/Makefile"), "").unwrap();
         for r in [
             "6.12.5+deb12-cloud-amd64",
             "6.12.9+deb12-cloud-amd64",
             "6.1.0-56-cloud-amd64",
         ] {
-            std::fs::write(boot.join(format!("vmlinuz-{r}")), "").unwrap();
+            fs_err::write(boot.join(format!("vmlinuz-{r}")), "").unwrap();
         }
         let found = installed(&boot, &src);
-        std::fs::remove_dir_all(&dir).unwrap();
+        fs_err::remove_dir_all(&dir).unwrap();
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].release, "6.12.5+deb12-cloud-amd64");
     }

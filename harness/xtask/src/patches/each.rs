@@ -38,8 +38,8 @@ mod summary;
 mod table;
 mod targets;
 
+use fs_err::File;
 use std::collections::BTreeSet;
-use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -147,7 +147,7 @@ pub fn run(args: &PatchesArgs) -> Result<ExitCode> {
     }
     let report = walk.report();
     print!("{report}");
-    std::fs::write(walk.cache.join("table.txt"), &report).context("write table.txt")?;
+    fs_err::write(walk.cache.join("table.txt"), &report).context("write table.txt")?;
     println!(
         "each on {}: {} ({} checks run, {} inherited from the prefix before, {} from {})",
         source.name,
@@ -255,19 +255,19 @@ fn jobs() -> String {
 impl<'a> Walk<'a> {
     fn new(sh: &'a Shell, source: &'a Source, series: &'a Series) -> Result<Walk<'a>> {
         let cache = layout::xtask().join("each").join(&source.name);
-        std::fs::create_dir_all(&cache).context("create the --each cache")?;
+        fs_err::create_dir_all(&cache).context("create the --each cache")?;
         let log = cache.join("each.log");
         let mut touched = Vec::new();
         let mut patch_digests = Vec::new();
         for path in series.paths() {
-            let text = std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+            let text = fs_err::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
             touched.push(targets::touched(&text));
             patch_digests.push(digest(&[&text]));
         }
         let all: BTreeSet<String> = touched.iter().flatten().cloned().collect();
         let all: Vec<String> = all.into_iter().collect();
         let targets = targets::targets(&all);
-        let cover = std::fs::read_to_string(series.dir.join("0000-cover-letter.patch"))
+        let cover = fs_err::read_to_string(series.dir.join("0000-cover-letter.patch"))
             .context("read the cover letter")?;
         let compiler = cmd!(sh, "gcc --version")
             .quiet()
@@ -321,7 +321,7 @@ impl<'a> Walk<'a> {
         let mut fragments = build::fragments(role, true, &text);
         if role == Role::Host && kconfig::defines(&text, "KVM_WERROR") {
             let werror = cache.join("kvm-werror.config");
-            std::fs::write(
+            fs_err::write(
                 &werror,
                 "# Added by `cargo xtask patches --each`: KVM's warnings are errors.\nCONFIG_KVM_WERROR=y\n",
             )
@@ -335,7 +335,7 @@ impl<'a> Walk<'a> {
             "W=1".into(),
         ];
         for f in &fragments {
-            parts.push(std::fs::read_to_string(f).with_context(|| format!("read {}", f.display()))?);
+            parts.push(fs_err::read_to_string(f).with_context(|| format!("read {}", f.display()))?);
         }
         let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
         let dir = layout::kernels().join(format!("{}-each-{}", source.name, role.name()));
@@ -362,7 +362,7 @@ impl<'a> Walk<'a> {
     /// Runs (or reads from the cache) one check of prefix `k`.
     fn step(&mut self, k: usize, column: usize, progress: &Progress) -> Result<()> {
         let file = self.cache.join(format!("{}.json", self.keys.key(k, column)));
-        if let Some(record) = std::fs::read(&file)
+        if let Some(record) = fs_err::read(&file)
             .ok()
             .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
         {
@@ -397,7 +397,7 @@ impl<'a> Walk<'a> {
             r.seconds = started.elapsed().as_secs_f64();
             r
         };
-        std::fs::write(&file, serde_json::to_vec_pretty(&record)?).context("store an --each result")?;
+        fs_err::write(&file, serde_json::to_vec_pretty(&record)?).context("store an --each result")?;
         self.results[k][column] = Some(record);
         Ok(())
     }
@@ -439,12 +439,12 @@ impl<'a> Walk<'a> {
             .arg(format!("O={}", dir.display()))
             .args(args)
             .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out)
+            .stdout(out.try_clone()?.into_file())
+            .stderr(out.into_file())
             .spawn()
             .context("start make")?;
         let status = follow(&mut child, &out_path, progress)?;
-        let text = String::from_utf8_lossy(&std::fs::read(&out_path)?).into_owned();
+        let text = String::from_utf8_lossy(&fs_err::read(&out_path)?).into_owned();
         let mut log = File::options().append(true).open(self.log()?)?;
         std::io::Write::write_all(
             &mut log,

@@ -70,7 +70,7 @@ pub fn run(args: &PatchesArgs, dir: &Path, signoff: &str) -> Result<ExitCode> {
     let sender = Identity::parse(signoff)?;
     let out = std::env::current_dir().context("current directory")?.join(dir);
     if out.exists()
-        && std::fs::read_dir(&out)
+        && fs_err::read_dir(&out)
             .context("read --export DIR")?
             .next()
             .is_some()
@@ -140,7 +140,7 @@ fn write(
     }
     let tip = parent;
     progress.say("git format-patch");
-    std::fs::create_dir_all(out).with_context(|| format!("create {}", out.display()))?;
+    fs_err::create_dir_all(out).with_context(|| format!("create {}", out.display()))?;
     let from = format!("--from={sender}");
     let base_arg = format!("--base={base}");
     let range = format!("{base}..{tip}");
@@ -168,11 +168,11 @@ fn write(
     // `out` is absolute, so git names the files it wrote by full path.
     let files: Vec<PathBuf> = listed.lines().map(|l| PathBuf::from(l.trim())).collect();
     let cover_path = files.first().context("git format-patch wrote nothing")?;
-    let repo_cover = std::fs::read_to_string(series.dir.join("0000-cover-letter.patch"))
+    let repo_cover = fs_err::read_to_string(series.dir.join("0000-cover-letter.patch"))
         .context("read the repository's cover letter")?;
     let (subject, text) = cover_text(&repo_cover)?;
-    let generated = std::fs::read_to_string(cover_path).context("read the written cover letter")?;
-    std::fs::write(cover_path, fill_cover(&generated, &subject, &text)?).context("write the cover letter")?;
+    let generated = fs_err::read_to_string(cover_path).context("read the written cover letter")?;
+    fs_err::write(cover_path, fill_cover(&generated, &subject, &text)?).context("write the cover letter")?;
     Ok((tip, files))
 }
 
@@ -190,7 +190,7 @@ fn verify(
     let texts = files
         .iter()
         .map(|f| {
-            let text = std::fs::read_to_string(f).with_context(|| format!("read {}", f.display()))?;
+            let text = fs_err::read_to_string(f).with_context(|| format!("read {}", f.display()))?;
             Ok((
                 f.file_name().unwrap_or_default().to_string_lossy().into_owned(),
                 text,
@@ -283,7 +283,7 @@ mod tests {
         // must be what the repository's patches say.
         let series = Series::load(&layout::series_dir(crate::flags::KernelVersion::V6_12)).unwrap();
         for path in series.paths() {
-            let text = std::fs::read_to_string(&path).unwrap();
+            let text = fs_err::read_to_string(&path).unwrap();
             assert!(
                 text.contains(&format!("\nFrom: {PLACEHOLDER}\n")),
                 "{}",

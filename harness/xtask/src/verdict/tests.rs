@@ -6,7 +6,7 @@ use super::{judge, overall, Check, Evidence, Kselftest, Stock, Verdict};
 
 fn fixture(name: &str) -> String {
     let path = format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    fs_err::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 fn evidence(report: &str, trace_text: Option<&str>) -> Evidence {

@@ -23,7 +23,7 @@ impl Walk<'_> {
         }
         let host = &self.configs[HOST].plan;
         if !host.dir.join(".config").exists() {
-            std::fs::create_dir_all(&host.dir)?;
+            fs_err::create_dir_all(&host.dir)?;
             build::configure_keeping(self.sh, host, self.log()?, progress)
                 .context("configure the host kernel")?;
         }
@@ -36,9 +36,9 @@ impl Walk<'_> {
         }
         let output = self.cache.join("selftests");
         if output.exists() {
-            std::fs::remove_dir_all(&output).context("remove the old selftests output")?;
+            fs_err::remove_dir_all(&output).context("remove the old selftests output")?;
         }
-        std::fs::create_dir_all(&output)?;
+        fs_err::create_dir_all(&output)?;
         progress.say("make the KVM selftests");
         let include = format!("KHDR_INCLUDES=-isystem {}", hostdir.join("usr/include").display());
         let mut args = vec![
@@ -54,12 +54,12 @@ impl Walk<'_> {
         let mut child = Command::new("make")
             .args(&args)
             .stdin(Stdio::null())
-            .stdout(file.try_clone()?)
-            .stderr(file)
+            .stdout(file.try_clone()?.into_file())
+            .stderr(file.into_file())
             .spawn()
             .context("start make for the selftests")?;
         let status = follow(&mut child, &out_path, progress)?;
-        let text = String::from_utf8_lossy(&std::fs::read(&out_path)?).into_owned();
+        let text = String::from_utf8_lossy(&fs_err::read(&out_path)?).into_owned();
         let mut log = File::options().append(true).open(self.log()?)?;
         std::io::Write::write_all(
             &mut log,

@@ -10,7 +10,7 @@ impl Walk<'_> {
         let role = self.configs[column].plan.role.name();
         let dir = self.configs[column].plan.dir.clone();
         let state_file = dir.join("hh-each-state.json");
-        let mut state = match std::fs::read(&state_file)
+        let mut state = match fs_err::read(&state_file)
             .ok()
             .and_then(|b| serde_json::from_slice::<DirState>(&b).ok())
         {
@@ -20,12 +20,12 @@ impl Walk<'_> {
                 // start the directory over.
                 if dir.exists() {
                     progress.say(format!("{role}: start {} over", dir.display()));
-                    std::fs::remove_dir_all(&dir).context("remove a build directory without its state")?;
+                    fs_err::remove_dir_all(&dir).context("remove a build directory without its state")?;
                 }
                 DirState::default()
             }
         };
-        std::fs::create_dir_all(&dir)?;
+        fs_err::create_dir_all(&dir)?;
 
         let kconfig = self.kconfig_digest(k, column)?;
         if state.kconfig != kconfig || !dir.join(".config").exists() {
@@ -46,7 +46,7 @@ impl Walk<'_> {
 
         // From here on the directory changes under the state: without the
         // file, an interrupted run starts the directory over.
-        let _ = std::fs::remove_file(&state_file);
+        let _ = fs_err::remove_file(&state_file);
         let jobs = jobs();
         if state.steps.is_empty() {
             progress.say(format!("{role}: make prepare"));
@@ -254,7 +254,7 @@ pub(super) fn attribute(output: &str, dirs: &[&Path]) -> ByStep {
 }
 
 pub(super) fn write_state(file: &Path, state: &DirState) -> Result<()> {
-    std::fs::write(file, serde_json::to_vec(state)?).context("write the build directory's state")
+    fs_err::write(file, serde_json::to_vec(state)?).context("write the build directory's state")
 }
 
 /// Whether a step's output counts for these goals: the goals themselves,
@@ -290,7 +290,7 @@ mod tests {
     fn physical_and_symlinked_paths_are_stripped() {
         let base = std::env::temp_dir().join(format!("hh-each-test-{}", std::process::id()));
         let real = base.join("real");
-        std::fs::create_dir_all(&real).unwrap();
+        fs_err::create_dir_all(&real).unwrap();
         let link = base.join("link");
         std::os::unix::fs::symlink(&real, &link).unwrap();
         let out = format!(
@@ -299,7 +299,7 @@ mod tests {
             link.display()
         );
         let steps = attribute(&out, &[&link]);
-        std::fs::remove_dir_all(&base).unwrap();
+        fs_err::remove_dir_all(&base).unwrap();
         let keys: Vec<&str> = steps["a.o"].iter().map(|d| d.key.as_str()).collect();
         assert_eq!(keys, vec!["a.c: warning: x [-Wx]", "a.c: warning: x [-Wx]"]);
     }

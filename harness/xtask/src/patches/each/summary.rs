@@ -19,7 +19,7 @@ impl Walk<'_> {
             let title = if k == 0 {
                 format!("base {}", &self.source.base[..12.min(self.source.base.len())])
             } else {
-                std::fs::read_to_string(&self.series.paths()[k - 1])
+                fs_err::read_to_string(&self.series.paths()[k - 1])
                     .map(|t| table::title(&t))
                     .unwrap_or_else(|_| self.series.patches[k - 1].clone())
             };
