@@ -159,18 +159,16 @@ fn spawn_reader(stdout: std::process::ChildStdout) -> mpsc::Receiver<String> {
     rx
 }
 
-/// Waits for QEMU until the deadline and kills it after; QEMU is never left
-/// running. Returns its exit code, `None` when it was killed.
+/// Waits for QEMU until the deadline and kills it after (at once when it
+/// already timed out); QEMU is never left running. Returns its exit code,
+/// `None` when it was killed.
 fn finish(child: &mut Child, deadline: Instant, timed_out: bool) -> Result<Option<i32>> {
-    while !timed_out && Instant::now() < deadline {
-        if let Some(status) = child.try_wait().context("wait for QEMU")? {
-            return Ok(status.code());
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    if timed_out {
+        proto::reap::kill(child);
+        return Ok(None);
     }
-    let _ = child.kill();
-    let _ = child.wait();
-    Ok(None)
+    let status = proto::reap::wait_or_kill(child, deadline).context("wait for QEMU")?;
+    Ok(status.and_then(|s| s.code()))
 }
 
 #[cfg(test)]

@@ -26,26 +26,12 @@ pub fn run(test: &L1Test, out: &Path, timeout_secs: u64) -> Result<Event> {
         .spawn()
         .with_context(|| format!("start {}", test.argv.join(" ")))?;
     let start = Instant::now();
-    let deadline = start + Duration::from_secs(timeout_secs);
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(Event::L1Test {
-                name,
-                status: status.code(),
-                timed_out: false,
-                seconds: start.elapsed().as_secs_f64(),
-            });
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Ok(Event::L1Test {
-                name,
-                status: None,
-                timed_out: true,
-                seconds: start.elapsed().as_secs_f64(),
-            });
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let status = proto::reap::wait_or_kill(&mut child, start + Duration::from_secs(timeout_secs))
+        .context("wait for the test")?;
+    Ok(Event::L1Test {
+        name,
+        status: status.and_then(|s| s.code()),
+        timed_out: status.is_none(),
+        seconds: start.elapsed().as_secs_f64(),
+    })
 }

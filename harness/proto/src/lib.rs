@@ -15,6 +15,7 @@ pub mod ktap;
 pub mod names;
 #[cfg(feature = "guest")]
 pub mod param;
+pub mod reap;
 pub mod trouble;
 use std::path::Path;
 

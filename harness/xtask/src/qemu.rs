@@ -169,10 +169,7 @@ struct Reaper(Child);
 
 impl Drop for Reaper {
     fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
+        proto::reap::kill(&mut self.0);
     }
 }
 
@@ -189,22 +186,11 @@ pub fn run(qemu: &Path, args: &[String], stderr_log: &Path, timeout: Duration) -
         .spawn()
         .with_context(|| format!("start {}", qemu.display()))?;
     let mut child = Reaper(child);
-    loop {
-        if let Some(status) = child.0.try_wait()? {
-            return Ok(Outcome {
-                code: status.code(),
-                timed_out: false,
-            });
-        }
-        if started.elapsed() >= timeout {
-            drop(child);
-            return Ok(Outcome {
-                code: None,
-                timed_out: true,
-            });
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let status = proto::reap::wait_or_kill(&mut child.0, started + timeout).context("wait for QEMU")?;
+    Ok(Outcome {
+        code: status.and_then(|s| s.code()),
+        timed_out: status.is_none(),
+    })
 }
 
 /// Decides whether L1 can use KVM: nothing visible may block it (see
