@@ -22,6 +22,8 @@ mod json;
 mod layout;
 mod memory;
 mod modes;
+#[cfg(test)]
+mod on_kvm;
 mod prng;
 mod vm;
 
