@@ -70,7 +70,10 @@ impl KernelVersion {
 
 /// Holds target/xtask/lock for the life of a run: two runs would build in
 /// the same kernel build directories and corrupt them.
-pub struct RunLock(#[allow(dead_code)] fs_err::File);
+pub struct RunLock {
+    /// Never read: the lock lasts as long as the file stays open.
+    _file: fs_err::File,
+}
 
 pub fn lock() -> anyhow::Result<RunLock> {
     use anyhow::Context;
@@ -80,5 +83,5 @@ pub fn lock() -> anyhow::Result<RunLock> {
         println!("waiting for another cargo xtask run in this checkout to finish...");
         file.lock().context("lock target/xtask/lock")?;
     }
-    Ok(RunLock(file))
+    Ok(RunLock { _file: file })
 }

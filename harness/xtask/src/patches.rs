@@ -17,7 +17,7 @@ use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use xshell::{cmd, Shell};
 
-use crate::flags::{KernelArgs, PatchesArgs};
+use crate::flags::PatchesArgs;
 use crate::source::{self, Source};
 use crate::stage::{Progress, Stages};
 use crate::{deps, layout};
@@ -348,9 +348,7 @@ pub fn run(args: &PatchesArgs) -> Result<ExitCode> {
     let source = stages.run("source", |p| source::prepare(&sh, &args.kernel, p))?;
     let series = Series::load(&layout::series_dir(version))?;
     stages.run("patch", |p| apply(&sh, &source, &series, p))?;
-    let clean = stages.run("checkpatch", |_| {
-        report_checkpatch(&sh, &source, &series, &args.kernel)
-    })?;
+    let clean = stages.run("checkpatch", |_| report_checkpatch(&sh, &source, &series))?;
     Ok(if clean {
         ExitCode::SUCCESS
     } else {
@@ -359,7 +357,7 @@ pub fn run(args: &PatchesArgs) -> Result<ExitCode> {
 }
 
 /// Prints checkpatch's counts per patch; true when nothing is unjustified.
-pub fn report_checkpatch(sh: &Shell, source: &Source, series: &Series, _args: &KernelArgs) -> Result<bool> {
+pub fn report_checkpatch(sh: &Shell, source: &Source, series: &Series) -> Result<bool> {
     let results = checkpatch(sh, &source.repo, series)?;
     let mut clean = true;
     for (name, v, unjustified) in &results {
