@@ -17,6 +17,7 @@ use crate::kconfig;
 use crate::layout;
 use crate::patches::hex;
 use crate::stage::Progress;
+use crate::stamp::Stamp;
 
 /// Which kernel of the nested pair.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,13 +119,13 @@ impl Plan {
         self.dir.join("arch/x86/boot/bzImage")
     }
 
-    fn stamp(&self) -> PathBuf {
-        self.dir.join("hh-stamp")
+    fn stamp(&self) -> Stamp {
+        Stamp::in_dir(&self.dir)
     }
 
     /// True when this exact build is already done.
     pub fn is_fresh(&self) -> bool {
-        self.bzimage().exists() && fs_err::read_to_string(self.stamp()).ok().as_deref() == Some(&self.key)
+        self.bzimage().exists() && self.stamp().holds(&self.key)
     }
 }
 
@@ -189,14 +190,14 @@ fn install_config(sh: &Shell, plan: &Plan, config: &str) -> Result<()> {
 
 /// Builds the kernel and stamps the build directory.
 pub fn build(plan: &Plan, log: &Path, progress: &Progress) -> Result<()> {
-    let _ = fs_err::remove_file(plan.stamp());
+    plan.stamp().clear();
     let jobs = std::thread::available_parallelism()
         .map_or(2, |n| n.get() + 1)
         .to_string();
     let mut args = vec!["-j", &jobs];
     args.extend(plan.role.targets());
     make(&plan.src, &plan.dir, &args, log, progress)?;
-    fs_err::write(plan.stamp(), &plan.key)?;
+    plan.stamp().write(&plan.key)?;
     Ok(())
 }
 

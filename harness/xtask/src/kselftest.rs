@@ -15,6 +15,7 @@ use xshell::{cmd, Shell};
 use crate::build::Plan;
 use crate::patches::hex;
 use crate::stage::Progress;
+use crate::stamp::Stamp;
 use crate::verdict::Kselftest;
 
 /// The test, relative to the kernel tree.
@@ -68,9 +69,9 @@ pub fn build(sh: &Shell, guest: &Plan, log: &Path, progress: &Progress) -> Resul
     h.update(compiler.lines().next().unwrap_or_default());
     h.update(args.join(" "));
     let key = hex(&h.finalize());
-    let stamp = dir.join("hh-stamp");
+    let stamp = Stamp::in_dir(&dir);
     let warnings_file = dir.join("hh-warnings");
-    if binary.exists() && fs_err::read_to_string(&stamp).ok().as_deref() == Some(&key) {
+    if binary.exists() && stamp.holds(&key) {
         progress.cached();
         let warnings = fs_err::read_to_string(&warnings_file).unwrap_or_default();
         return Ok(Built {
@@ -81,7 +82,7 @@ pub fn build(sh: &Shell, guest: &Plan, log: &Path, progress: &Progress) -> Resul
         });
     }
     fs_err::create_dir_all(&dir).context("create the kselftest's directory")?;
-    let _ = fs_err::remove_file(&stamp);
+    stamp.clear();
     let mut text = String::new();
 
     progress.say("make headers (guest)");
@@ -116,7 +117,7 @@ pub fn build(sh: &Shell, guest: &Plan, log: &Path, progress: &Progress) -> Resul
         .map(String::from)
         .collect();
     fs_err::write(&warnings_file, warnings.join("\n"))?;
-    fs_err::write(&stamp, key)?;
+    stamp.write(&key)?;
     Ok(Built {
         binary: Some(binary),
         status: Kselftest::Built { warnings },

@@ -25,6 +25,7 @@ mod report;
 mod selftests;
 mod source;
 mod stage;
+mod stamp;
 mod stock;
 #[cfg(test)]
 mod tidy;

@@ -11,6 +11,7 @@ use xshell::{cmd, Shell};
 use crate::layout;
 use crate::patches::hex;
 use crate::stage::Progress;
+use crate::stamp::Stamp;
 
 const SOURCES: &[&str] = &["Kbuild", "Makefile", "hello_hypercall.c", "hello_hypercall.h"];
 
@@ -38,9 +39,9 @@ pub fn build(
         h.update(fs_err::read(src.join(f)).with_context(|| format!("read guest-module/{f}"))?);
     }
     let key = hex(&h.finalize());
-    let stamp = dir.join("hh-stamp");
+    let stamp = Stamp::in_dir(dir);
     let warnings_file = dir.join("hh-warnings");
-    if ko.exists() && fs_err::read_to_string(&stamp).ok().as_deref() == Some(&key) {
+    if ko.exists() && stamp.holds(&key) {
         progress.cached();
         let warnings = fs_err::read_to_string(&warnings_file).unwrap_or_default();
         return Ok(Module {
@@ -79,6 +80,6 @@ pub fn build(
         .map(String::from)
         .collect();
     fs_err::write(&warnings_file, warnings.join("\n"))?;
-    fs_err::write(&stamp, key)?;
+    stamp.write(&key)?;
     Ok(Module { ko, warnings })
 }

@@ -20,6 +20,7 @@ use xshell::{cmd, Shell};
 use crate::flags::PatchesArgs;
 use crate::source::{self, Source};
 use crate::stage::{Progress, Stages};
+use crate::stamp::Stamp;
 use crate::{deps, layout};
 
 /// A series: the patches of one kernel version in apply order.
@@ -104,9 +105,9 @@ pub fn parse_series(text: &str) -> (String, Vec<String>) {
 /// kvm_para.h would make an edit to one changelog rebuild most of a kernel.
 pub fn apply(sh: &Shell, source: &Source, series: &Series, progress: &Progress) -> Result<PathBuf> {
     let worktree = layout::sources().join(format!("{}-hello", source.name));
-    let stamp = layout::sources().join(format!("{}-hello.stamp", source.name));
+    let stamp = Stamp::at(layout::sources().join(format!("{}-hello.stamp", source.name)));
     let key = format!("{} {}", source.base, series.digest()?);
-    if worktree.exists() && fs_err::read_to_string(&stamp).ok().as_deref() == Some(&key) {
+    if worktree.exists() && stamp.holds(&key) {
         progress.cached();
         return Ok(worktree);
     }
@@ -119,12 +120,12 @@ pub fn apply(sh: &Shell, source: &Source, series: &Series, progress: &Progress) 
         }
     }
     let scratch = scratch(source);
-    let _ = fs_err::remove_file(&stamp);
+    stamp.clear();
     let commits = am(sh, source, series, &scratch, progress)?;
     let patched = commits.last().cloned().unwrap_or_else(|| source.base.clone());
     progress.say("check out the patched tree");
     checkout(sh, source, &worktree, &patched, progress)?;
-    fs_err::write(&stamp, key)?;
+    stamp.write(&key)?;
     Ok(worktree)
 }
 

@@ -9,6 +9,7 @@ use xshell::{cmd, Shell};
 
 use crate::build::Plan;
 use crate::stage::Progress;
+use crate::stamp::Stamp;
 
 /// The tests the series adds or extends. Their file names name their logs
 /// and checks, the same on every base.
@@ -25,8 +26,8 @@ pub fn build(sh: &Shell, host: &Plan, log: &Path, progress: &Progress) -> Result
     let kvm = host.src.join("tools/testing/selftests/kvm");
     let x86 = x86_dir_of(&kvm)?;
     let bins: Vec<PathBuf> = TESTS.iter().map(|t| out.join(&x86).join(t)).collect();
-    let stamp = out.join("hh-stamp");
-    if bins.iter().all(|b| b.exists()) && fs_err::read_to_string(&stamp).ok().as_deref() == Some(&host.key) {
+    let stamp = Stamp::in_dir(&out);
+    if bins.iter().all(|b| b.exists()) && stamp.holds(&host.key) {
         progress.cached();
         return Ok(bins);
     }
@@ -62,7 +63,7 @@ pub fn build(sh: &Shell, host: &Plan, log: &Path, progress: &Progress) -> Result
             crate::build::tail(log, 20)
         );
     }
-    fs_err::write(&stamp, &host.key).context("stamp the selftests")?;
+    stamp.write(&host.key).context("stamp the selftests")?;
     Ok(bins)
 }
 
