@@ -17,7 +17,7 @@ use crate::flags::{self, E2eArgs};
 use crate::patches::{self, Series};
 use crate::qemu::{self, Accel, L1};
 use crate::report::Report;
-use crate::stage::Stages;
+use crate::stage::{Scenario, Stages};
 use crate::verdict::{self, Check, Evidence, Verdict};
 use crate::{deps, images, kselftest, layout, module, selftests, source, stock};
 
@@ -251,7 +251,7 @@ fn pipeline(
             l1_extra_tests: &l1_extra_tests,
             module: &module.ko,
             kselftest: kselftest.binary.as_deref(),
-            stock: stock.as_ref().ok().map(|(s, m)| (s, m.ko.as_path())),
+            stock: stock.runs().map(|(s, m)| (s, m.ko.as_path())),
             l1_test_timeout: args.l1_test_timeout,
         };
         images::images(sh, &inputs, run_dir, p)
@@ -300,12 +300,12 @@ fn pipeline(
             hc_nr: hypercall_nr(&tree),
             module_warnings: module.warnings.clone(),
             stock: match &stock {
-                Ok((s, m)) => verdict::Stock::Ran {
+                Scenario::Runs((s, m)) => verdict::Stock::Ran {
                     release: s.release.clone(),
                     console: read("l2-stock-console.log"),
                     module_warnings: m.warnings.clone(),
                 },
-                Err(why) => verdict::Stock::Skipped(why.clone()),
+                Scenario::Skipped(why) => verdict::Stock::Skipped(why.clone()),
             },
             l1_tests: l1_tests
                 .into_iter()
@@ -339,18 +339,18 @@ fn stock_guest(
     sh: &Shell,
     run_dir: &Path,
     p: &crate::stage::Progress,
-) -> Result<Result<(stock::Stock, module::Module), String>> {
+) -> Result<Scenario<(stock::Stock, module::Module)>> {
     let stock = match stock::ensure(sh, p)? {
-        Ok(stock) => stock,
-        Err(why) => {
+        Scenario::Runs(stock) => stock,
+        Scenario::Skipped(why) => {
             println!("    SKIP the stock-kernel guest: {why}");
-            return Ok(Err(why));
+            return Ok(Scenario::Skipped(why));
         }
     };
     let dir = layout::kernels().join(format!("stock-{}.guest-module", stock.release));
     let log = run_dir.join("build-stock-guest-module.log");
     let module = module::build(sh, &stock.headers, &stock.release, &dir, &log, p)?;
-    Ok(Ok((stock, module)))
+    Ok(Scenario::Runs((stock, module)))
 }
 
 /// L1's extra kernel parameters.

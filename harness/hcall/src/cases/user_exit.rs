@@ -19,15 +19,21 @@ pub(super) struct Forwarded {
     written: Vec<String>,
 }
 
+/// A forwarded call as it went, or the verdict that ended its case before
+/// the call could run.
+pub(super) enum Forwarding {
+    Ran(Forwarded),
+    Ended(CaseVerdict),
+}
+
 /// Runs one call in a VM that forwards the hypercall, answering `USER_RET`.
-/// The error side is the verdict that ends the case early.
 pub(super) fn forwarded(
     ctx: &Ctx,
     cfg: VmConfig,
     mode: Mode,
     user: bool,
     args: [u64; 4],
-) -> Result<std::result::Result<Forwarded, CaseVerdict>> {
+) -> Result<Forwarding> {
     let caps = ctx
         .kvm
         .check_extension_raw(kvm_bindings::KVM_CAP_EXIT_HYPERCALL.into());
@@ -41,7 +47,7 @@ pub(super) fn forwarded(
     let mut vm = match Vm::new(&ctx.kvm, &ctx.supported, &cfg) {
         Ok(vm) if advertised => vm,
         Ok(_) => {
-            return Ok(Err(CaseVerdict::fail(format!(
+            return Ok(Forwarding::Ended(CaseVerdict::fail(format!(
                 "KVM_CHECK_EXTENSION(KVM_CAP_EXIT_HYPERCALL) = {caps:#x} lacks bit 13, yet enabling it worked"
             ))))
         }
@@ -51,7 +57,7 @@ pub(super) fn forwarded(
                 "KVM_CHECK_EXTENSION(KVM_CAP_EXIT_HYPERCALL) = {caps:#x}: bit 13 (KVM_HC_HELLO_HYPERCALL) {}",
                 if advertised { "set" } else { "missing" }
             ));
-            return Ok(Err(v));
+            return Ok(Forwarding::Ended(v));
         }
     };
     vm.fill_canaries()?;
@@ -64,7 +70,7 @@ pub(super) fn forwarded(
     let entry = Entry::call(mode, user, ctx.native, args);
     let stop = vm.enter_guest(&entry, &mut answer)?;
     let written = check_writes(&diff(&before, &vm.data_areas()?), args[0], None, 0, 0);
-    Ok(Ok(Forwarded {
+    Ok(Forwarding::Ran(Forwarded {
         stop,
         exits: seen.into_inner(),
         written,
@@ -159,8 +165,8 @@ pub(super) fn enforce_before_user_exit(ctx: &Ctx) -> Result<CaseVerdict> {
         exits,
         written: mut problems,
     } = match forwarded(ctx, cfg, Mode::Long64, false, [BUF, 64, 0, 0])? {
-        Ok(r) => r,
-        Err(v) => return Ok(v),
+        Forwarding::Ran(r) => r,
+        Forwarding::Ended(v) => return Ok(v),
     };
     if !exits.is_empty() {
         problems.push(format!(
@@ -183,8 +189,8 @@ pub(super) fn user_exit_long_mode(ctx: &Ctx) -> Result<CaseVerdict> {
     for args in [USER_ARGS, [BUF, 64, 0, 0]] {
         let Forwarded { stop, exits, written } =
             match forwarded(ctx, VmConfig::default(), Mode::Long64, false, args)? {
-                Ok(r) => r,
-                Err(v) => return Ok(v),
+                Forwarding::Ran(r) => r,
+                Forwarding::Ended(v) => return Ok(v),
             };
         let tag = format!("a0={:#x}", args[0]);
         notes.push(format!("{tag}: {}; {}", show_exits(&exits), show_stop(&stop)));
@@ -215,8 +221,8 @@ pub(super) fn user_exit_protected_mode_32(ctx: &Ctx) -> Result<CaseVerdict> {
         exits,
         written: mut problems,
     } = match forwarded(ctx, VmConfig::default(), Mode::Protected32, false, USER_ARGS)? {
-        Ok(r) => r,
-        Err(v) => return Ok(v),
+        Forwarding::Ran(r) => r,
+        Forwarding::Ended(v) => return Ok(v),
     };
     problems.extend(check_exit(&exits, USER_ARGS, false));
     problems.extend(check_answer(&stop, sext32(USER_RET), Mode::Protected32));
@@ -233,8 +239,8 @@ pub(super) fn user_exit_cpl3(ctx: &Ctx) -> Result<CaseVerdict> {
         exits,
         written: mut problems,
     } = match forwarded(ctx, VmConfig::default(), Mode::Long64, true, [BUF, 64, 0, 0])? {
-        Ok(r) => r,
-        Err(v) => return Ok(v),
+        Forwarding::Ran(r) => r,
+        Forwarding::Ended(v) => return Ok(v),
     };
     if !exits.is_empty() {
         problems.push(format!("{} KVM_EXIT_HYPERCALL exit(s) from CPL 3", exits.len()));
@@ -259,8 +265,8 @@ pub(super) fn user_exit_param_off(ctx: &Ctx) -> Result<CaseVerdict> {
         exits,
         written: mut problems,
     } = match forwarded(ctx, VmConfig::default(), Mode::Long64, false, USER_ARGS)? {
-        Ok(r) => r,
-        Err(v) => return Ok(v),
+        Forwarding::Ran(r) => r,
+        Forwarding::Ended(v) => return Ok(v),
     };
     problems.extend(check_exit(&exits, USER_ARGS, true));
     problems.extend(check_answer(&stop, USER_RET as i64, Mode::Long64));
