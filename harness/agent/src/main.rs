@@ -6,6 +6,7 @@
 //! the trace into the run directory and powers off. Every fact goes to
 //! L1's second serial port; xtask draws the verdict.
 
+mod floor;
 mod l2;
 mod mounts;
 mod param;
@@ -26,6 +27,16 @@ const OUT: &str = proto::L1_OUT;
 
 fn main() {
     let mounted = mounts::mount_all(OUT);
+    if proto::AgentMode::parse(std::env::var(proto::names::AGENT_MODE_ENV).ok().as_deref())
+        == proto::AgentMode::Floor
+    {
+        // No report port in this mode: the console says what went wrong,
+        // and bench finds no exit file.
+        if let Err(err) = mounted.and_then(|()| floor::run(Path::new(OUT))) {
+            eprintln!("agent (floor): {err:#}");
+        }
+        proto::guest::power_off();
+    }
     let report = report::Report::open();
     report.send(&Event::Hello {
         who: Who::Agent,

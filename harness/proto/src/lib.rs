@@ -19,7 +19,7 @@ pub mod reap;
 pub mod trouble;
 use std::path::Path;
 
-pub use names::{FactName, GuestName, ParamState, ProbeMode, Request, TracePhase, Who};
+pub use names::{AgentMode, FactName, GuestName, ParamState, ProbeMode, Request, TracePhase, Who};
 
 use serde::{Deserialize, Serialize};
 

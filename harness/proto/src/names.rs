@@ -89,6 +89,42 @@ impl ProbeMode {
     }
 }
 
+/// Kernel command line key (an environment variable for init) naming what
+/// the agent does: nothing (a run) or "floor" (see [`AgentMode::Floor`]).
+pub const AGENT_MODE_ENV: &str = "hh_agent";
+
+/// What the agent does in L1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentMode {
+    /// The end-to-end run: tracing, the guests, the tests, the report.
+    Run,
+    /// The benchmark's floor: start the guests of agent.json exactly as a
+    /// run does, with nothing else, and record how each QEMU ended.
+    Floor,
+}
+
+impl AgentMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentMode::Run => "run",
+            AgentMode::Floor => "floor",
+        }
+    }
+
+    /// Reads the mode; no value (or an unknown one) is a run.
+    pub fn parse(value: Option<&str>) -> AgentMode {
+        match value {
+            Some("floor") => AgentMode::Floor,
+            _ => AgentMode::Run,
+        }
+    }
+
+    /// The kernel parameter that selects this mode.
+    pub fn param(self) -> String {
+        format!("{AGENT_MODE_ENV}={}", self.as_str())
+    }
+}
+
 /// What the probe asks the agent to do on the host; it waits for
 /// [`crate::ANSWER_OK`] on its report port.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -311,6 +347,9 @@ mod tests {
         assert_eq!(ProbeMode::parse(None), ProbeMode::Guest(GuestName::Main));
         assert_eq!(ProbeMode::parse(Some("stock")).as_str(), "stock");
         assert_eq!(ProbeMode::parse(Some("off")), ProbeMode::Off);
+        assert_eq!(AgentMode::parse(None), AgentMode::Run);
+        assert_eq!(AgentMode::parse(Some("floor")), AgentMode::Floor);
+        assert_eq!(AgentMode::Floor.param(), "hh_agent=floor");
         assert_eq!(TracePhase::Disabled.marker(), "hello-hypercall: phase disabled");
         assert_eq!(ParamState::parse("absent"), Some(ParamState::Absent));
         assert_eq!(ParamState::from_value(Some(true)).to_string(), "on");

@@ -257,7 +257,7 @@ fn pipeline(
         images::images(sh, &inputs, run_dir, p)
     })?;
     let qemu = qemu::which("qemu-system-x86_64").context("qemu-system-x86_64 is not on PATH")?;
-    let agent = layout::target().join(images::GUEST_TARGET).join("release/agent");
+    let agent = images::guest_bin().join("agent");
     let outcome = stages.run("boot", |p| {
         let chosen = resolve_accel(args.accel, &qemu, &host.bzimage(), run_dir)?;
         *accel = Some(chosen);

@@ -22,7 +22,12 @@ const FUZZ_ITERATIONS: u32 = 2000;
 /// stock guest is traced.
 const TRACE_BUFFER_KB: u32 = 4096;
 /// The target the static guest programs are built for (see images()).
-pub(crate) const GUEST_TARGET: &str = "x86_64-unknown-linux-gnu";
+const GUEST_TARGET: &str = "x86_64-unknown-linux-gnu";
+
+/// Where the static guest programs (agent, probe, hcall) are built.
+pub(crate) fn guest_bin() -> std::path::PathBuf {
+    layout::target().join(GUEST_TARGET).join("release")
+}
 
 /// What the images stage packs for the guests.
 #[derive(Clone, Copy)]
@@ -71,7 +76,7 @@ pub(crate) fn images(
     .env("RUSTFLAGS", "-C target-feature=+crt-static")
     .run()
     .context("build the static guest programs")?;
-    let bin = layout::target().join(GUEST_TARGET).join("release");
+    let bin = guest_bin();
     // hcall's cases, then a short fuzz whose seed makes a failure
     // reproducible; on an unpatched host both must fail.
     let hcall = bin.join("hcall").display().to_string();
