@@ -87,6 +87,19 @@ pub(super) const STOCK_CHECKS: &[(&str, &str, Promise)] = &[
     ),
 ];
 
+/// The checks of one table of promises against the calls the probes
+/// reported.
+pub(super) fn promised_checks(events: &[Event], table: &[(&str, &str, Promise)]) -> Vec<Check> {
+    let calls = super::calls(events);
+    let host = host_has_param(events);
+    table
+        .iter()
+        .map(|(name, case, want)| {
+            syscall_check(name, calls.iter().find(|c| c.case == *case).copied(), want, host)
+        })
+        .collect()
+}
+
 /// Whether L1 has kvm.hello_hypercall, as the agent reported: a host
 /// without it has no hypercall, whatever the phase.
 pub(super) fn host_has_param(events: &[Event]) -> bool {

@@ -10,30 +10,40 @@ use super::{Check, Verdict};
 pub(super) const PLAIN_EVIDENCE: &[(&str, &str)] =
     &[("kvm_pv_test", "testing hcall: KVM_HC_HELLO_HYPERCALL")];
 
-/// One L1 test program (a KVM selftest or the hcall VMM): a check per
-/// KTAP case, and one for the program itself. Exit 4 is kselftest's SKIP;
-/// a crash (cases the plan announced but never reported) and "no tests
-/// ran" are failures, never passes.
-pub(super) fn l1_test_checks(prog: &str, log: &str, events: &[Event]) -> Vec<Check> {
-    let ktap = ktap::parse(log);
-    let mut checks: Vec<Check> = ktap
-        .cases
+/// A check per KTAP case of test program `prog`; a failed case points the
+/// reader at the program's log (`see`).
+pub(super) fn case_checks(prog: &str, ktap: &ktap::Parsed, see: &str) -> Vec<Check> {
+    ktap.cases
         .iter()
         .map(|c| {
             let name = format!("{prog}: {}", c.name);
             match &c.outcome {
                 Outcome::Pass => Check::new(&name, Verdict::Pass, "ok"),
                 Outcome::Skip(why) => Check::new(&name, Verdict::Skip, format!("SKIP: {why}")),
-                Outcome::Fail => Check::new(&name, Verdict::Fail, format!("not ok; see l1test-{prog}.log")),
+                Outcome::Fail => Check::new(&name, Verdict::Fail, format!("not ok; {see}")),
             }
         })
-        .collect();
-    let last = log
+        .collect()
+}
+
+/// A program's last line of output, which says most about how it ended.
+pub(super) fn last_line(output: &str) -> &str {
+    output
         .lines()
         .rev()
         .find(|l| !l.trim().is_empty())
         .unwrap_or("no output")
-        .trim();
+        .trim()
+}
+
+/// One L1 test program (a KVM selftest or the hcall VMM): a check per
+/// KTAP case, and one for the program itself. Exit 4 is kselftest's SKIP;
+/// a crash (cases the plan announced but never reported) and "no tests
+/// ran" are failures, never passes.
+pub(super) fn l1_test_checks(prog: &str, log: &str, events: &[Event]) -> Vec<Check> {
+    let ktap = ktap::parse(log);
+    let mut checks = case_checks(prog, &ktap, &format!("see l1test-{prog}.log"));
+    let last = last_line(log);
     let result = events.iter().find_map(|ev| match ev {
         Event::L1Test {
             name,

@@ -3,6 +3,7 @@
 use proto::ktap::{self, Outcome};
 use proto::{Event, TracePhase};
 
+use super::l1_tests::{case_checks, last_line};
 use super::{Check, Kselftest, Verdict};
 use crate::trace::Trace;
 
@@ -40,24 +41,8 @@ pub(super) fn kselftest_checks(k: &Kselftest, events: &[Event], trace: Option<&T
     };
     let see = format!("see l2test-{}.log", proto::KSELFTEST_FILE);
     let ktap = ktap::parse(output);
-    let mut checks: Vec<Check> = ktap
-        .cases
-        .iter()
-        .map(|c| {
-            let name = format!("{NAME}: {}", c.name);
-            match &c.outcome {
-                Outcome::Pass => Check::new(&name, Verdict::Pass, "ok"),
-                Outcome::Skip(why) => Check::new(&name, Verdict::Skip, format!("SKIP: {why}")),
-                Outcome::Fail => Check::new(&name, Verdict::Fail, format!("not ok; {see}")),
-            }
-        })
-        .collect();
-    let last = output
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("no output")
-        .trim();
+    let mut checks = case_checks(NAME, &ktap, &see);
+    let last = last_line(output);
     let passed = ktap.cases.iter().filter(|c| c.outcome == Outcome::Pass).count();
     let failed = ktap.cases.iter().filter(|c| c.outcome == Outcome::Fail).count();
     let skipped = ktap.cases.len() - passed - failed;

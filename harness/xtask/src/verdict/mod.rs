@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::trace;
 use boot::{l2_check, module_check, no_report, param_check, tail};
-use calls::{host_has_param, syscall_check, PARAM_OFF_CASES, SYSCALL_CHECKS};
+use calls::{promised_checks, PARAM_OFF_CASES, SYSCALL_CHECKS};
 use host_trace::{owners, trace_checks, unattributable};
 use l1_tests::l1_test_checks;
 use l2_tests::kselftest_checks;
@@ -166,16 +166,8 @@ pub fn judge(e: &Evidence) -> Vec<Check> {
     ));
     checks.push(l2_check(&events, "l2_run", GuestName::Main, &e.l2_console));
 
+    checks.extend(promised_checks(&events, SYSCALL_CHECKS));
     let calls = calls(&events);
-    let host = host_has_param(&events);
-    for (name, case, want) in SYSCALL_CHECKS {
-        checks.push(syscall_check(
-            name,
-            calls.iter().find(|c| c.case == *case).copied(),
-            want,
-            host,
-        ));
-    }
     let owners = owners(&events);
     let trace = e.trace.as_deref().map(|text| trace::parse(text, &owners));
     let blind = |guest: &str, pid: Option<u32>| trace.as_ref().and_then(|t| unattributable(t, guest, pid));

@@ -3,9 +3,9 @@
 use proto::{Event, GuestName, TracePhase};
 
 use super::boot::{l2_check, module_check};
-use super::calls::{host_has_param, syscall_check, STOCK_CHECKS};
+use super::calls::{promised_checks, STOCK_CHECKS};
 use super::logs::dmesg_check;
-use super::{calls, Check, Stock, Verdict};
+use super::{Check, Stock, Verdict};
 use crate::trace::Trace;
 
 /// The stock guest: Debian's kernel without the series, the module only;
@@ -25,20 +25,11 @@ pub(super) fn stock_checks(
             module_warnings,
         } => (release, console, module_warnings),
     };
-    let calls = calls(events);
     let mut checks = vec![
         l2_check(events, "stock_l2_run", GuestName::Stock, console),
         module_check(events, "stock_module", GuestName::Stock, warnings),
     ];
-    let host = host_has_param(events);
-    for (name, case, want) in STOCK_CHECKS {
-        checks.push(syscall_check(
-            name,
-            calls.iter().find(|c| c.case == *case).copied(),
-            want,
-            host,
-        ));
-    }
+    checks.extend(promised_checks(events, STOCK_CHECKS));
     let phase = trace.and_then(|t| t.phase(TracePhase::Stock));
     let ours = phase.map_or(0, |p| {
         hc_nr.and_then(|nr| p.hypercalls.get(&nr).copied()).unwrap_or(0)
