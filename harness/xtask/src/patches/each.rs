@@ -426,17 +426,25 @@ impl<'a> Walk<'a> {
         Ok(())
     }
 
-    /// Runs make in the worktree with `dir` as its output directory. The
-    /// output goes to one file for both streams, which is what lets make's
-    /// --output-sync keep a recipe's lines together; it is then appended
-    /// to each.log. Returns whether make succeeded, and what it printed.
+    /// Runs make in the worktree with `dir` as its output directory.
     fn make(&self, dir: &Path, args: &[&str], progress: &Progress) -> Result<(bool, String)> {
+        let mut all = vec![
+            "-C".to_string(),
+            self.worktree.display().to_string(),
+            format!("O={}", dir.display()),
+        ];
+        all.extend(args.iter().map(|a| a.to_string()));
+        self.run_make(&all, progress)
+    }
+
+    /// Runs make with `args`. The output goes to one file for both
+    /// streams, which is what lets make's --output-sync keep a recipe's
+    /// lines together; it is then appended to each.log. Returns whether
+    /// make succeeded, and what it printed.
+    fn run_make(&self, args: &[String], progress: &Progress) -> Result<(bool, String)> {
         let out_path = self.cache.join("make.out");
         let out = File::create(&out_path).context("create make.out")?;
         let mut child = Command::new("make")
-            .arg("-C")
-            .arg(&self.worktree)
-            .arg(format!("O={}", dir.display()))
             .args(args)
             .stdin(Stdio::null())
             .stdout(out.try_clone()?.into_file())
@@ -448,12 +456,7 @@ impl<'a> Walk<'a> {
         let mut log = File::options().append(true).open(self.log()?)?;
         std::io::Write::write_all(
             &mut log,
-            format!(
-                "=== make O={} {} ({status})\n{text}",
-                dir.display(),
-                args.join(" ")
-            )
-            .as_bytes(),
+            format!("=== make {} ({status})\n{text}", args.join(" ")).as_bytes(),
         )?;
         Ok((status.success(), text))
     }

@@ -49,24 +49,9 @@ impl Walk<'_> {
             include,
         ];
         args.extend(bins.iter().map(|b| output.join(b).display().to_string()));
-        let out_path = self.cache.join("make.out");
-        let file = File::create(&out_path)?;
-        let mut child = Command::new("make")
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(file.try_clone()?.into_file())
-            .stderr(file.into_file())
-            .spawn()
-            .context("start make for the selftests")?;
-        let status = follow(&mut child, &out_path, progress)?;
-        let text = String::from_utf8_lossy(&fs_err::read(&out_path)?).into_owned();
-        let mut log = File::options().append(true).open(self.log()?)?;
-        std::io::Write::write_all(
-            &mut log,
-            format!("=== make {} ({status})\n{text}", args.join(" ")).as_bytes(),
-        )?;
+        let (ok, text) = self.run_make(&args, progress)?;
         let diags = attribute(&text, &[&self.worktree, &hostdir, &output]);
-        Ok(self.judge(k, SELFTESTS, diags, status.success(), &text, vec![], vec![]))
+        Ok(self.judge(k, SELFTESTS, diags, ok, &text, vec![], vec![]))
     }
 
     /// checkpatch --strict on patch `k`, with `cargo xtask patches`' rule:
