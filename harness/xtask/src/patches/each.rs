@@ -425,69 +425,6 @@ impl<'a> Walk<'a> {
         }
         Ok(())
     }
-
-    /// Runs make in the worktree with `dir` as its output directory.
-    fn make(&self, dir: &Path, args: &[&str], progress: &Progress) -> Result<(bool, String)> {
-        let mut all = vec![
-            "-C".to_string(),
-            self.worktree.display().to_string(),
-            format!("O={}", dir.display()),
-        ];
-        all.extend(args.iter().map(|a| a.to_string()));
-        self.run_make(&all, progress)
-    }
-
-    /// Runs make with `args`. The output goes to one file for both
-    /// streams, which is what lets make's --output-sync keep a recipe's
-    /// lines together; it is then appended to each.log. Returns whether
-    /// make succeeded, and what it printed.
-    fn run_make(&self, args: &[String], progress: &Progress) -> Result<(bool, String)> {
-        let out_path = self.cache.join("make.out");
-        let out = File::create(&out_path).context("create make.out")?;
-        let mut child = Command::new("make")
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?.into_file())
-            .stderr(out.into_file())
-            .spawn()
-            .context("start make")?;
-        let status = follow(&mut child, &out_path, progress)?;
-        let text = String::from_utf8_lossy(&fs_err::read(&out_path)?).into_owned();
-        let mut log = File::options().append(true).open(self.log()?)?;
-        std::io::Write::write_all(
-            &mut log,
-            format!("=== make {} ({status})\n{text}", args.join(" ")).as_bytes(),
-        )?;
-        Ok((status.success(), text))
-    }
-}
-
-/// Waits for make, showing the last line it wrote to `path` as progress.
-fn follow(
-    child: &mut std::process::Child,
-    path: &Path,
-    progress: &Progress,
-) -> Result<std::process::ExitStatus> {
-    let mut seen = 0;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(status);
-        }
-        std::thread::sleep(Duration::from_millis(500));
-        if let Ok(mut f) = File::open(path) {
-            let len = f.metadata().map_or(0, |m| m.len());
-            if len > seen {
-                let from = len.saturating_sub(512).max(seen);
-                let mut tail = String::new();
-                if f.seek(SeekFrom::Start(from)).is_ok() && f.read_to_string(&mut tail).is_ok() {
-                    if let Some(line) = tail.lines().rev().find(|l| !l.trim().is_empty()) {
-                        progress.say(line.trim().to_string());
-                    }
-                }
-                seen = len;
-            }
-        }
-    }
 }
 
 #[cfg(test)]
