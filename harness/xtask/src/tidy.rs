@@ -127,3 +127,18 @@ fn file_errors_name_their_path() {
         offenders.join("\n")
     );
 }
+
+#[test]
+fn the_code_map_names_every_source_file() {
+    // ARCHITECTURE.md is a newcomer's map: a file it does not name is a
+    // file the newcomer cannot place.
+    let map = fs_err::read_to_string(layout::root().join("ARCHITECTURE.md")).unwrap();
+    let mut files = Vec::new();
+    rust_files(&layout::root().join("harness"), &mut files);
+    let missing: Vec<String> = files
+        .iter()
+        .filter_map(|f| f.file_name()?.to_str().map(String::from))
+        .filter(|name| !map.contains(name.as_str()))
+        .collect();
+    assert!(missing.is_empty(), "ARCHITECTURE.md does not name {missing:?}");
+}
