@@ -3,7 +3,7 @@
 //! L2's second serial port is QEMU's stdio: the probe's reports arrive on
 //! QEMU's stdout, and answers to its requests go to QEMU's stdin.
 
-use std::fs::File;
+use fs_err::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use proto::{AgentConfig, Event, Guest};
+use proto::{AgentConfig, Event, FactName, Guest, Request};
 
 use crate::param::{self, Creating};
 use crate::report::Report;
@@ -30,16 +30,16 @@ pub fn run(
     out: &Path,
     report: &Report,
     creating: Creating<'_>,
-    mut on_ask: impl FnMut(&str, Instant) -> Result<()>,
+    mut on_ask: impl FnMut(Request, Instant) -> Result<()>,
 ) -> Result<Event> {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpuinfo = fs_err::read_to_string("/proc/cpuinfo").unwrap_or_default();
     // Some kernels (6.1) print "cpu MHz: 0.000" when they could not sample
     // the frequency; then use the one xtask measured on the host, which is
     // L1's own under TCG.
     let khz = proto::tsc_khz(&cpuinfo).or(cfg.fallback_tsc_khz);
     let args = proto::l2_qemu_args(cfg, guest, out, khz);
     report.send(&Event::Fact {
-        name: format!("l2_{}_command", guest.name),
+        name: FactName::L2Command(guest.name),
         value: format!("{} {}", cfg.qemu, args.join(" ")),
     });
     let stderr = File::create(out.join(guest.file("qemu-stderr"))).context("create QEMU's log")?;
@@ -50,7 +50,7 @@ pub fn run(
         .env("TMPDIR", proto::L1_SCRATCH)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(stderr)
+        .stderr(stderr.into_file())
         .spawn()
         .with_context(|| format!("start {}", cfg.qemu))?;
     let pid = child.id();
@@ -65,11 +65,11 @@ pub fn run(
     let vm_created = |creating: &mut Option<Creating<'_>>, how: &str| {
         if creating.take().is_some() {
             report.send(&Event::Fact {
-                name: format!("l2_{}_vm_created", guest.name),
+                name: FactName::L2VmCreated(guest.name),
                 value: format!(
                     "{how} after {:.2}s, with kvm.hello_hypercall {}",
                     started.elapsed().as_secs_f64(),
-                    param::describe(param::read())
+                    param::describe()
                 ),
             });
         }
@@ -101,7 +101,7 @@ pub fn run(
                     _ => {}
                 }
                 if let Event::Ask { what } = &event {
-                    let answer = match on_ask(what, deadline) {
+                    let answer = match on_ask(*what, deadline) {
                         Ok(()) => proto::ANSWER_OK.to_string(),
                         Err(e) => format!("error: {e:#}"),
                     };
@@ -124,7 +124,7 @@ pub fn run(
     drop(creating);
     let (status, signal) = finish(&mut child, deadline, timed_out)?;
     Ok(Event::L2Exit {
-        guest: guest.name.clone(),
+        guest: guest.name,
         status,
         signal,
         timed_out,
@@ -139,15 +139,15 @@ pub fn run(
 /// descriptor on the anonymous inode "kvm-vm".
 /// Whether the injected fault is to kill this guest's QEMU.
 fn kills_this(cfg: &AgentConfig, guest: &Guest) -> bool {
-    cfg.fault.as_deref() == Some("kill-l2-main") && guest.name == "main"
+    cfg.fault.as_deref() == Some("kill-l2-main") && guest.name == proto::GuestName::Main
 }
 
 fn has_vm(pid: u32) -> bool {
-    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+    let Ok(fds) = fs_err::read_dir(format!("/proc/{pid}/fd")) else {
         return false;
     };
     fds.flatten()
-        .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| is_vm_fd(&target)))
+        .any(|fd| fs_err::read_link(fd.path()).is_ok_and(|target| is_vm_fd(&target)))
 }
 
 fn is_vm_fd(target: &Path) -> bool {
@@ -169,21 +169,17 @@ fn spawn_reader(stdout: std::process::ChildStdout) -> mpsc::Receiver<String> {
     rx
 }
 
-/// Waits for QEMU until the deadline and kills it after; QEMU is never left
-/// running. Returns its exit code, `None` when it was killed.
-/// How QEMU ended: its exit code, or the signal that ended it; both
-/// `None` when it had to be killed at its deadline.
+/// Waits for QEMU until the deadline and kills it after (at once when it
+/// already timed out); QEMU is never left running. Returns its exit code,
+/// or the signal that ended it; both `None` when it was killed here.
 fn finish(child: &mut Child, deadline: Instant, timed_out: bool) -> Result<(Option<i32>, Option<i32>)> {
     use std::os::unix::process::ExitStatusExt;
-    while !timed_out && Instant::now() < deadline {
-        if let Some(status) = child.try_wait().context("wait for QEMU")? {
-            return Ok((status.code(), status.signal()));
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    if timed_out {
+        proto::reap::kill(child);
+        return Ok((None, None));
     }
-    let _ = child.kill();
-    let _ = child.wait();
-    Ok((None, None))
+    let status = proto::reap::wait_or_kill(child, deadline).context("wait for QEMU")?;
+    Ok(status.map_or((None, None), |s| (s.code(), s.signal())))
 }
 
 #[cfg(test)]

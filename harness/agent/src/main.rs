@@ -6,6 +6,7 @@
 //! the trace into the run directory and powers off. Every fact goes to
 //! L1's second serial port; xtask draws the verdict.
 
+mod floor;
 mod l2;
 mod mounts;
 mod param;
@@ -16,9 +17,9 @@ mod trace;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
-use param::{Creating, Lease, Switch};
-use proto::{AgentConfig, Event, Guest};
+use anyhow::{anyhow, Context, Result};
+use param::{Creating, Lease, Leases};
+use proto::{AgentConfig, Event, FactName, Guest, L1Test, Request, TracePhase, Who};
 use report::Report;
 
 /// Where the run directory is mounted inside L1.
@@ -27,9 +28,19 @@ const OUT: &str = proto::L1_OUT;
 fn main() {
     let share = mounts::Share::from_env();
     let mounted = mounts::mount_all(OUT, share);
+    if proto::AgentMode::parse(std::env::var(proto::names::AGENT_MODE_ENV).ok().as_deref())
+        == proto::AgentMode::Floor
+    {
+        // No report port in this mode: the console says what went wrong,
+        // and bench finds no exit file.
+        if let Err(err) = mounted.and_then(|()| floor::run(Path::new(OUT))) {
+            eprintln!("agent (floor): {err:#}");
+        }
+        proto::guest::power_off();
+    }
     let report = report::Report::open();
     report.send(&Event::Hello {
-        who: "agent".into(),
+        who: Who::Agent,
         kernel: proto::guest::kernel_release(),
     });
     let result = mounted.and_then(|()| run(&report, share));
@@ -45,7 +56,7 @@ fn main() {
             });
         }
     }
-    report.send(&Event::Done { who: "agent".into() });
+    report.send(&Event::Done { who: Who::Agent });
     // The emulated UART sends at its own pace: what is still queued when
     // the machine stops is lost, the report's last lines first.
     report.drain();
@@ -58,12 +69,12 @@ fn run(report: &Report, share: mounts::Share) -> Result<()> {
         mounts::Share::NineP => out.join(proto::AGENT_CONFIG),
         mounts::Share::Serial => proto::INITRAMFS_AGENT_CONFIG.into(),
     };
-    let text = std::fs::read_to_string(&config).context("read agent.json")?;
+    let text = fs_err::read_to_string(&config).context("read agent.json")?;
     let cfg: AgentConfig = serde_json::from_str(&text).context("parse agent.json")?;
 
     report.send(&Event::Fact {
-        name: "hello_hypercall_param".into(),
-        value: param::describe(param::read()),
+        name: FactName::HelloHypercallParam,
+        value: param::describe(),
     });
     if !Path::new("/dev/kvm").exists() {
         report.send(&Event::Skip {
@@ -74,8 +85,7 @@ fn run(report: &Report, share: mounts::Share) -> Result<()> {
 
     let vendor = trace::Vendor::detect();
     trace::start(cfg.trace_buffer_kb, vendor, cfg.guests.is_empty()).context("set up tracing")?;
-    let switch = Switch::default();
-    let (beside, extra) = cfg.l1_test_names();
+    let switch = Leases::default();
     // Every VM is registered before any guest starts, so that none can be
     // created after somebody turned the parameter off.
     let mut creating: Vec<Creating> = cfg.guests.iter().map(|_| switch.creating_vm()).collect();
@@ -105,7 +115,7 @@ fn run(report: &Report, share: mounts::Share) -> Result<()> {
         // guests are done.
         let mut tests = result
             .is_ok()
-            .then(|| s.spawn(|| run_tests(&cfg.l1_tests, &beside, &cfg, out, report, &switch)));
+            .then(|| s.spawn(|| run_tests(&cfg.l1_tests, &cfg, out, report, &switch)));
         for other in others {
             result = result.and(joined(other.join()));
         }
@@ -124,7 +134,7 @@ fn run(report: &Report, share: mounts::Share) -> Result<()> {
     })?;
     // Extra tests (--l1-test) run alone and after the trace is saved: a
     // benchmark may toggle tracing, and its calls would flood the buffer.
-    run_tests(&cfg.l1_extra_tests, &extra, &cfg, out, report, &switch)
+    run_tests(&cfg.l1_extra_tests, &cfg, out, report, &switch)
 }
 
 fn joined(r: std::thread::Result<Result<()>>) -> Result<()> {
@@ -139,7 +149,7 @@ fn run_guest(
     out: &Path,
     report: &Report,
     creating: Creating,
-    switch: &Switch,
+    switch: &Leases,
 ) -> Result<()> {
     let mut lease = None;
     let exit = l2::run(cfg, guest, out, report, creating, |what, deadline| {
@@ -154,9 +164,9 @@ fn run_guest(
 /// Does what a probe asked for, waiting for the switch no longer than the
 /// guest's deadline; the answer goes back to the probe.
 fn on_ask<'a>(
-    what: &str,
+    what: Request,
     deadline: Instant,
-    switch: &'a Switch,
+    switch: &'a Leases,
     lease: &mut Option<Lease<'a>>,
 ) -> Result<()> {
     match what {
@@ -165,17 +175,16 @@ fn on_ask<'a>(
         // created the VM), which is what its later calls prove. The probe
         // waits for the answer, so none of its calls can fall between the
         // switch and the marker.
-        "disable" => {
+        Request::Disable => {
             // A second request replaces the first; release before
             // waiting, or the guest would wait for itself.
             *lease = None;
             *lease = Some(switch.lease(false, deadline)?);
-            trace::mark(&format!("{}disabled", proto::TRACE_MARK_PREFIX))
+            trace::mark(&TracePhase::Disabled.marker())
         }
         // The main guest, before it runs the series' kselftest: its calls
         // go into a phase of their own, apart from the probe's.
-        "kselftest" => trace::mark(&format!("{}kselftest", proto::TRACE_MARK_PREFIX)),
-        other => bail!("unknown request {other:?}"),
+        Request::Kselftest => trace::mark(&TracePhase::Kselftest.marker()),
     }
 }
 
@@ -183,17 +192,16 @@ fn on_ask<'a>(
 /// the hypercall on, and hcall toggles it) but only for its own run, so a
 /// guest that asks in between waits for one test at most.
 fn run_tests(
-    tests: &[String],
-    names: &[String],
+    tests: &[L1Test],
     cfg: &AgentConfig,
     out: &Path,
     report: &Report,
-    switch: &Switch,
+    switch: &Leases,
 ) -> Result<()> {
     let timeout = Duration::from_secs(cfg.l1_test_timeout_secs);
-    for (test, name) in tests.iter().zip(names) {
+    for test in tests {
         let _lease = switch.lease(true, Instant::now() + timeout)?;
-        report.send(&tests::run(test, name, out, cfg.l1_test_timeout_secs)?);
+        report.send(&tests::run(test, out, cfg.l1_test_timeout_secs)?);
     }
     Ok(())
 }

@@ -39,7 +39,7 @@ pub fn mount_all(out: &str, share: Share) -> Result<()> {
     for (source, target, fstype) in kernel_fs {
         mount_one(source, target, fstype, None)?;
     }
-    std::fs::create_dir_all(out).context("create the run directory mount point")?;
+    fs_err::create_dir_all(out).context("create the run directory mount point")?;
     if share == Share::Serial {
         return Ok(());
     }

@@ -1,29 +1,20 @@
-//! The host's switch for in-kernel handling: `kvm.hello_hypercall`.
+//! Who may set the host's switch for in-kernel handling,
+//! `kvm.hello_hypercall`, while the guests and the tests run at once.
 
+use std::path::Path;
 use std::sync::{Condvar, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
+use proto::param::{hello_param as read, HELLO_PARAM};
 
-const PARAM: &str = "/sys/module/kvm/parameters/hello_hypercall";
-
-/// The parameter's value, or `None` when the kernel has no such parameter
-/// (an unpatched host, or one built without CONFIG_KVM_HELLO_HYPERCALL).
-pub fn read() -> Option<bool> {
-    let text = std::fs::read_to_string(PARAM).ok()?;
-    Some(matches!(text.trim(), "Y" | "y" | "1"))
+fn write(on: bool) -> Result<()> {
+    proto::param::write(Path::new(HELLO_PARAM), on)
 }
 
-pub fn write(on: bool) -> Result<()> {
-    std::fs::write(PARAM, if on { "1" } else { "0" }).context("write kvm.hello_hypercall")
-}
-
-pub fn describe(value: Option<bool>) -> String {
-    match value {
-        Some(true) => "on".into(),
-        Some(false) => "off".into(),
-        None => "absent".into(),
-    }
+/// The parameter as it is now, for a fact.
+pub fn describe() -> String {
+    proto::ParamState::from_value(read()).to_string()
 }
 
 /// The parameter is one switch shared by everything running in L1 at once:
@@ -36,7 +27,7 @@ pub fn describe(value: Option<bool>) -> String {
 /// [`Creating`] before any guest starts, and no lease is granted (nobody
 /// may turn the switch off) until every registered VM exists.
 #[derive(Default)]
-pub struct Switch {
+pub struct Leases {
     lock: Mutex<()>,
     /// L2 VMs registered and not created yet.
     creating: Mutex<usize>,
@@ -46,14 +37,14 @@ pub struct Switch {
 /// One L2 VM that does not exist yet; dropped once it does (or once its
 /// QEMU is gone).
 pub struct Creating<'a> {
-    switch: &'a Switch,
+    leases: &'a Leases,
 }
 
 impl Drop for Creating<'_> {
     fn drop(&mut self) {
-        let mut n = self.switch.creating.lock().unwrap_or_else(|p| p.into_inner());
+        let mut n = self.leases.creating.lock().unwrap_or_else(|p| p.into_inner());
         *n = n.saturating_sub(1);
-        self.switch.created.notify_all();
+        self.leases.created.notify_all();
     }
 }
 
@@ -63,11 +54,11 @@ pub struct Lease<'a> {
     _held: MutexGuard<'a, ()>,
 }
 
-impl Switch {
+impl Leases {
     /// Registers an L2 VM about to be created.
     pub fn creating_vm(&self) -> Creating<'_> {
         *self.creating.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-        Creating { switch: self }
+        Creating { leases: self }
     }
 
     /// Waits until every registered VM exists, or fails at `deadline`.
@@ -129,25 +120,25 @@ mod tests {
 
     #[test]
     fn a_lease_waits_no_longer_than_its_deadline() {
-        let switch = Switch::default();
-        let first = switch.lease(true, Instant::now()).unwrap();
+        let leases = Leases::default();
+        let first = leases.lease(true, Instant::now()).unwrap();
         let started = Instant::now();
-        let late = switch.lease(true, Instant::now() + Duration::from_millis(50));
+        let late = leases.lease(true, Instant::now() + Duration::from_millis(50));
         assert!(late.is_err());
         assert!(started.elapsed() >= Duration::from_millis(50));
         drop(first);
-        assert!(switch.lease(true, Instant::now()).is_ok());
+        assert!(leases.lease(true, Instant::now()).is_ok());
     }
 
     #[test]
     fn no_lease_while_a_vm_is_being_created() {
-        let switch = Switch::default();
-        let creating = switch.creating_vm();
-        let early = switch.lease(false, Instant::now() + Duration::from_millis(30));
+        let leases = Leases::default();
+        let creating = leases.creating_vm();
+        let early = leases.lease(false, Instant::now() + Duration::from_millis(30));
         assert!(early.err().unwrap().to_string().contains("being created"));
         std::thread::scope(|s| {
             let waiter = s.spawn(|| {
-                switch
+                leases
                     .lease(false, Instant::now() + Duration::from_secs(10))
                     .is_ok()
             });

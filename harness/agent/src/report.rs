@@ -1,7 +1,7 @@
 //! L1's report port: the second serial port, which QEMU on the host writes
 //! to a file of its own, apart from the console.
 
-use std::fs::{File, OpenOptions};
+use fs_err::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
@@ -52,7 +52,7 @@ impl Report {
 /// Sends every file of the run directory `out` as one event each, in name
 /// order: where L1 has no share, this is how they reach xtask.
 pub fn send_files(report: &Report, out: &Path) -> Result<()> {
-    let mut names: Vec<_> = std::fs::read_dir(out)
+    let mut names: Vec<_> = fs_err::read_dir(out)
         .context("list the run directory")?
         .filter_map(|e| e.ok())
         .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
@@ -60,7 +60,7 @@ pub fn send_files(report: &Report, out: &Path) -> Result<()> {
         .collect();
     names.sort();
     for name in names {
-        let bytes = std::fs::read(out.join(&name)).with_context(|| format!("read {name:?}"))?;
+        let bytes = fs_err::read(out.join(&name)).with_context(|| format!("read {name:?}"))?;
         report.send(&Event::File {
             name: name.to_string_lossy().into_owned(),
             text: String::from_utf8_lossy(&bytes).into_owned(),

@@ -17,7 +17,7 @@ pub enum Vendor {
 
 impl Vendor {
     pub fn detect() -> Vendor {
-        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpuinfo = fs_err::read_to_string("/proc/cpuinfo").unwrap_or_default();
         vendor_from_cpuinfo(&cpuinfo)
     }
 
@@ -44,7 +44,7 @@ fn vendor_from_cpuinfo(cpuinfo: &str) -> Vendor {
 }
 
 fn write(file: &str, value: &str) -> Result<()> {
-    std::fs::write(Path::new(TRACING).join(file), value).with_context(|| format!("write {file}"))
+    fs_err::write(Path::new(TRACING).join(file), value).with_context(|| format!("write {file}"))
 }
 
 /// Clears the buffer and enables the events the verdict reads. With L2
@@ -79,8 +79,8 @@ pub fn mark(text: &str) -> Result<()> {
 
 pub fn stop_and_save(to: &Path) -> Result<()> {
     write("tracing_on", "0")?;
-    let trace = std::fs::read(Path::new(TRACING).join("trace")).context("read trace")?;
-    std::fs::write(to, trace).context("write trace.txt")
+    let trace = fs_err::read(Path::new(TRACING).join("trace")).context("read trace")?;
+    fs_err::write(to, trace).context("write trace.txt")
 }
 
 #[cfg(test)]

@@ -1,48 +1,8 @@
-//! The ABI under test, as numbers, and a reference model of what the
-//! in-kernel handler must do with one call. The model is pure: the case
+//! A reference model of what the in-kernel handler must do with one call,
+//! on the ABI's numbers (from [`proto::abi`]). The model is pure: the case
 //! table states its expectations explicitly, the fuzzer asks the model.
 
-/// The hypercall number (include/uapi/linux/kvm_para.h).
-pub const KVM_HC_HELLO_HYPERCALL: u64 = 13;
-/// A number no KVM handles: the `-KVM_ENOSYS` path, for the benchmark.
-pub const UNKNOWN_HYPERCALL: u64 = 0x7fff;
-
-/// What the host writes: "Hello World" and its NUL, 12 bytes.
-pub const GREETING: &[u8; 12] = b"Hello World\0";
-
-// Error codes of include/uapi/linux/kvm_para.h; the hypercall returns
-// their negation.
-pub const KVM_EPERM: i64 = 1;
-pub const KVM_EFAULT: i64 = 14;
-pub const KVM_EINVAL: i64 = 22;
-pub const KVM_ENOSYS: i64 = 1000;
-
-/// CPUID leaf with the KVM paravirtual feature bits in EAX.
-pub const KVM_CPUID_FEATURES: u32 = 0x4000_0001;
-/// KVM_FEATURE_HELLO_HYPERCALL: the bit in `KVM_CPUID_FEATURES` EAX.
-pub const KVM_FEATURE_HELLO_HYPERCALL: u32 = 18;
-
-/// Flags bit of `kvm_run.hypercall` for a caller in 64-bit mode.
-pub const KVM_EXIT_HYPERCALL_LONG_MODE: u64 = 1;
-
-/// The name of a hypercall error code, for messages.
-pub fn errno_name(ret: i64) -> Option<&'static str> {
-    match ret {
-        r if r == -KVM_EPERM => Some("-KVM_EPERM"),
-        r if r == -KVM_EFAULT => Some("-KVM_EFAULT"),
-        r if r == -KVM_EINVAL => Some("-KVM_EINVAL"),
-        r if r == -KVM_ENOSYS => Some("-KVM_ENOSYS"),
-        _ => None,
-    }
-}
-
-/// "-1000 (-KVM_ENOSYS)" or "12".
-pub fn describe(ret: i64) -> String {
-    match errno_name(ret) {
-        Some(name) => format!("{ret} ({name})"),
-        None => ret.to_string(),
-    }
-}
+pub use proto::abi::*;
 
 /// KVM truncates the result to 32 bits for a caller outside 64-bit mode;
 /// the guest reads it as a 32-bit signed value.

@@ -17,8 +17,8 @@ use crate::host;
 use crate::json::figure;
 use crate::layout::BUF;
 use crate::modes::Mode;
-use crate::param::{self, Switch};
 use crate::vm::{Entry, Stop, Vm, VmConfig};
+use proto::param::{self, SysfsSwitch};
 
 /// Nested under TCG a call costs tens of microseconds: this keeps one
 /// measurement near a second there and far below on real hardware.
@@ -152,7 +152,7 @@ fn tracing_cost(sections: &Map<String, Value>) -> Value {
 
 /// The trace events that are on: they cost time in every traced call.
 fn enabled_events() -> Value {
-    match std::fs::read_to_string("/sys/kernel/tracing/set_event") {
+    match fs_err::read_to_string("/sys/kernel/tracing/set_event") {
         Ok(text) => json!(text.lines().collect::<Vec<_>>()),
         Err(_) => Value::Null,
     }
@@ -163,7 +163,7 @@ pub fn main(dev: &str, opts: &Options) -> i32 {
         Ok(k) => k,
         Err(host::NoKvm(why)) => {
             eprintln!("hcall bench: SKIP: {why}");
-            return crate::ktap::EXIT_SKIP;
+            return proto::ktap::EXIT_SKIP;
         }
     };
     match bench(kvm, opts) {
@@ -181,7 +181,7 @@ fn bench(kvm: kvm_ioctls::Kvm, opts: &Options) -> Result<()> {
     }
     let (ctx, mut notes): (Ctx, Vec<String>) = host::prepare(kvm)?;
     let mut vm = Vm::new(&ctx.kvm, &ctx.supported, &VmConfig::default())?;
-    let tracing = Switch::open(param::TRACING_ON)?;
+    let tracing = SysfsSwitch::open(param::TRACING_ON)?;
     // The tracing states to measure: both if we can switch, else the one
     // the host is in.
     let states: Vec<bool> = match &tracing {
@@ -220,7 +220,7 @@ fn bench(kvm: kvm_ioctls::Kvm, opts: &Options) -> Result<()> {
     drop(tracing);
 
     let mut out = Map::new();
-    out.insert("kernel".into(), json!(host::kernel_release()));
+    out.insert("kernel".into(), json!(proto::guest::kernel_release()));
     out.insert("vendor".into(), json!(guest::host_vendor()));
     out.insert("instruction".into(), json!(ctx.native.name()));
     out.insert("mode".into(), json!("long64"));

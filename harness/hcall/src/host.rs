@@ -9,7 +9,7 @@ use kvm_ioctls::Kvm;
 
 use crate::cases::Ctx;
 use crate::guest::{self, Encoding};
-use crate::param::{self, Switch};
+use proto::param::{self, SysfsSwitch};
 
 /// Why nothing can run here: the whole output is a KTAP skip.
 pub struct NoKvm(pub String);
@@ -22,15 +22,9 @@ pub fn open_kvm(dev: &str) -> std::result::Result<Kvm, NoKvm> {
     Kvm::new_with_path(path).map_err(|e| NoKvm(format!("cannot open {dev}: {e}")))
 }
 
-pub fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into())
-}
-
 /// Prepares the shared context and says what it found, as diagnostics.
 pub fn prepare(kvm: Kvm) -> Result<(Ctx, Vec<String>)> {
-    let mut notes = vec![format!("kernel {}", kernel_release())];
+    let mut notes = vec![format!("kernel {}", proto::guest::kernel_release())];
     let native = Encoding::native();
     notes.push(format!(
         "host CPU {}: native instruction {}",
@@ -38,7 +32,7 @@ pub fn prepare(kvm: Kvm) -> Result<(Ctx, Vec<String>)> {
         native.name()
     ));
 
-    let switch = Switch::open(param::HELLO_PARAM)?;
+    let switch = SysfsSwitch::open(param::HELLO_PARAM)?;
     let mut handler_unavailable = None;
     match &switch {
         None => notes.push(format!(

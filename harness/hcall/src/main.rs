@@ -19,12 +19,11 @@ mod fuzz;
 mod guest;
 mod host;
 mod json;
-mod kmsg;
-mod ktap;
 mod layout;
 mod memory;
 mod modes;
-mod param;
+#[cfg(test)]
+mod on_kvm;
 mod prng;
 mod soak;
 mod vm;
@@ -33,7 +32,7 @@ use std::panic::AssertUnwindSafe;
 
 use clap::Parser;
 
-use ktap::{Ktap, Outcome};
+use proto::ktap::{self, Outcome, Writer};
 
 fn main() {
     let args = flags::Hcall::parse();
@@ -75,7 +74,7 @@ fn run(dev: &str, names: &[String], list: bool) -> i32 {
             return ktap::EXIT_SKIP;
         }
     };
-    let mut out = Ktap::start(std::io::stdout(), selected.len());
+    let mut out = Writer::start(std::io::stdout(), selected.len());
     let (ctx, notes) = match host::prepare(kvm) {
         Ok(r) => r,
         Err(e) => {
@@ -90,7 +89,7 @@ fn run(dev: &str, names: &[String], list: bool) -> i32 {
         let start = std::time::Instant::now();
         let verdict =
             std::panic::catch_unwind(AssertUnwindSafe(|| cases::run(&ctx, case))).unwrap_or_else(|p| {
-                cases::Verdict {
+                cases::CaseVerdict {
                     outcome: Outcome::Fail,
                     diags: vec![format!("panicked: {}", panic_text(&p))],
                 }

@@ -2,8 +2,9 @@
 //!
 //! The guest writes this memory while KVM_RUN runs, so no Rust reference
 //! into it outlives a call: reads and writes copy through raw pointers,
-//! the unsafe `inspect` lends a slice for the length of a closure, and
-//! hcall is single-threaded, so none of them overlaps a KVM_RUN.
+//! the unsafe `inspect` lends a slice for the length of a closure, and a
+//! VM's vCPU runs only on the thread that holds the VM, so none of them
+//! overlaps a KVM_RUN.
 
 use std::ptr::NonNull;
 

@@ -33,12 +33,12 @@ use crate::fuzz::{self, Draw};
 use crate::guest::{self, Encoding};
 use crate::host;
 use crate::json::figure;
-use crate::kmsg::{self, Kmsg};
-use crate::ktap::{Ktap, Outcome};
 use crate::layout::{self, HOLE, PAGE};
 use crate::modes::Mode;
 use crate::prng::SplitMix64;
 use crate::vm::{Entry, Stop, Vm, VmConfig};
+use proto::kmsg::Kmsg;
+use proto::ktap::{Outcome, Writer};
 
 /// Calls per worker by default: two workers make the million the soak is
 /// asked for.
@@ -101,8 +101,8 @@ fn parent(dev: &str, opts: &Options) -> Result<i32> {
     let kvm = match host::open_kvm(dev) {
         Ok(k) => k,
         Err(host::NoKvm(why)) => {
-            print!("{}", crate::ktap::skip_all(&why));
-            return Ok(crate::ktap::EXIT_SKIP);
+            print!("{}", proto::ktap::skip_all(&why));
+            return Ok(proto::ktap::EXIT_SKIP);
         }
     };
     let stream: Box<dyn std::io::Write> = if opts.json {
@@ -110,7 +110,7 @@ fn parent(dev: &str, opts: &Options) -> Result<i32> {
     } else {
         Box::new(std::io::stdout())
     };
-    let mut out = Ktap::start(stream, 2);
+    let mut out = Writer::start(stream, 2);
     let (ctx, notes) = host::prepare(kvm)?;
     for n in &notes {
         out.diag(n);
@@ -227,7 +227,11 @@ fn parent(dev: &str, opts: &Options) -> Result<i32> {
             .context("read the kernel log")
             .map_err(|e| format!("{e:#}"))
     }) {
-        Ok(messages) => Ok(kmsg::troubles(&messages)),
+        Ok(records) => Ok(records
+            .into_iter()
+            .filter(|r| r.is_trouble())
+            .map(|r| r.text)
+            .collect::<Vec<String>>()),
         Err(why) => Err(why),
     };
     let log_outcome = match &splats {

@@ -309,8 +309,9 @@ impl Vm {
         };
         let mut changes = Vec::new();
         let mut compare = |mem: &GuestMemory, offset: u64, gpa: u64, old: &[u8]| {
-            // SAFETY: hcall is single-threaded and this borrows the whole
-            // `Vm` shared, so no KVM_RUN (which takes `&mut Vm`) or other
+            // SAFETY: a `Vm`'s vCPU runs only on the thread that holds the
+            // `Vm` (the deadline's watchdog touches kvm_run, never guest
+            // memory), and this borrows the whole `Vm` shared, so no KVM_RUN (which takes `&mut Vm`) or other
             // vCPU ioctl can happen while `diff_area`, a pure comparison,
             // reads the slice.
             unsafe { mem.inspect(offset, old.len(), |now| diff_area(gpa, old, now, &mut changes)) }
@@ -381,7 +382,7 @@ impl Vm {
         self.vcpu.set_kvm_immediate_exit(0);
         let run_ptr: *mut kvm_run = self.vcpu.get_kvm_run();
         // SAFETY: the kvm_run mapping belongs to `self.vcpu`, which outlives
-        // `armed` (dropped at the end of this function).
+        // `armed`, dropped at the end of this function on this thread.
         let armed = unsafe { deadline::arm(run_ptr, timeout)? };
         let stop = loop {
             let (exit, ret) = snapshot(self.vcpu.run());

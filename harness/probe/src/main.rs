@@ -7,43 +7,40 @@
 //! xtask read from the guest kernel's generated `unistd_64.h`.
 
 mod cases;
-mod kmsg;
 mod module;
 mod port;
 mod selftest;
 
 use anyhow::{Context, Result};
 use nix::mount::{mount, MsFlags};
-use proto::Event;
+use proto::{Event, FactName, GuestName, ProbeMode, Request};
 
 fn main() {
-    let mode = std::env::var(proto::MODE_ENV).unwrap_or_default();
-    // "off": power off at once; the benchmark's floor boots L2 this way.
-    if mode == "off" {
-        proto::guest::power_off();
-    }
+    let mode = ProbeMode::parse(std::env::var(proto::MODE_ENV).ok().as_deref());
+    let guest = match mode {
+        // Power off at once; the benchmark's floor boots L2 this way.
+        ProbeMode::Off => proto::guest::power_off(),
+        ProbeMode::Guest(guest) => guest,
+    };
     let mut port = port::ReportPort::open();
-    // "stock": Debian's kernel without the series, so the module only.
-    let stock = mode == "stock";
-    let result = if stock {
-        run_stock(&mut port)
-    } else {
-        run(&mut port)
+    let result = match guest {
+        GuestName::Main => run(&mut port),
+        // Debian's kernel without the series, so the module only.
+        GuestName::Stock => run_stock(&mut port),
     };
     if let Err(err) = result {
         port.send(&Event::Error {
             what: format!("{err:#}"),
         });
     }
-    port.send(&Event::Done {
-        who: if stock { "probe-stock" } else { "probe" }.into(),
-    });
+    port.send(&Event::Done { who: guest.probe() });
     proto::guest::power_off();
 }
 
 fn run(port: &mut port::ReportPort) -> Result<()> {
+    let guest = GuestName::Main;
     port.send(&Event::Hello {
-        who: "probe".into(),
+        who: guest.probe(),
         kernel: proto::guest::kernel_release(),
     });
     let nr: i64 = std::env::var(proto::NR_ENV)
@@ -51,11 +48,11 @@ fn run(port: &mut port::ReportPort) -> Result<()> {
         .parse()
         .context("parse the syscall number")?;
 
-    let boot_log = kmsg::last_seq();
+    let boot_log = proto::kmsg::last_seq();
     for case in cases::ENABLED {
         port.send(&Event::Call(cases::run(case, nr)));
     }
-    let loaded = load_module(port, "module_load");
+    let loaded = load_module(port, guest);
     if loaded {
         port.send(&Event::Call(module::read("module_read")));
         port.send(&Event::Call(module::ioctl_raw("module_ioctl_raw")));
@@ -63,14 +60,14 @@ fn run(port: &mut port::ReportPort) -> Result<()> {
     // The series' kselftest, when xtask packed it: its calls get a trace
     // phase of their own, so they cannot blur the counts of the others.
     if let Some(program) = selftest::present() {
-        port.ask("kselftest")?;
+        port.ask(Request::Kselftest)?;
         port.send(&selftest::run(&program));
     }
     // The host turns kvm.hello_hypercall off between the two phases. This
     // guest's VM was created while it was on and keeps the hypercall: the
     // same calls must still work, which proves the per-VM rule. One L2
     // boot covers both.
-    port.ask("disable")?;
+    port.ask(Request::Disable)?;
     for case in cases::PARAM_OFF {
         port.send(&Event::Call(cases::run(case, nr)));
     }
@@ -78,50 +75,50 @@ fn run(port: &mut port::ReportPort) -> Result<()> {
         port.send(&Event::Call(module::read("param_off_module_read")));
         port.send(&Event::Call(module::ioctl_raw("param_off_module_ioctl_raw")));
     }
-    report_warnings(port, "dmesg_warnings", boot_log);
+    report_warnings(port, guest, boot_log);
     Ok(())
 }
 
 /// On a stock kernel: load the module and use it, nothing else.
 fn run_stock(port: &mut port::ReportPort) -> Result<()> {
+    let guest = GuestName::Stock;
     port.send(&Event::Hello {
-        who: "probe-stock".into(),
+        who: guest.probe(),
         kernel: proto::guest::kernel_release(),
     });
-    let boot_log = kmsg::last_seq();
+    let boot_log = proto::kmsg::last_seq();
     // The main guest beside this one turns kvm.hello_hypercall off for a
     // while; this guest's VM was created while it was on (the agent sees
     // to that) and keeps the hypercall, so there is nothing to ask for.
-    if load_module(port, "stock_module_load") {
+    if load_module(port, guest) {
         port.send(&Event::Call(module::read("stock_module_read")));
         port.send(&Event::Call(module::ioctl_raw("stock_module_ioctl_raw")));
     }
-    report_warnings(port, "stock_dmesg_warnings", boot_log);
+    report_warnings(port, guest, boot_log);
     Ok(())
 }
 
-fn load_module(port: &mut port::ReportPort, fact: &str) -> bool {
+fn load_module(port: &mut port::ReportPort, guest: GuestName) -> bool {
     let value = module::load();
     let loaded = value == "ok";
     port.send(&Event::Fact {
-        name: fact.into(),
+        name: FactName::ModuleLoad(guest),
         value,
     });
     loaded
 }
 
-/// Reports the warnings logged since `since` as `fact`, or, when the log
-/// could not be read, why as `<fact>_unreadable`: xtask then has no
-/// evidence and says NO RESULT.
-fn report_warnings(port: &mut port::ReportPort, fact: &str, since: Result<u64, String>) {
-    let event = match since.and_then(kmsg::warnings_since) {
+/// Reports the warnings logged since `since`, or, when the log could not
+/// be read, why: xtask then has no evidence and says NO RESULT.
+fn report_warnings(port: &mut port::ReportPort, guest: GuestName, since: std::io::Result<u64>) {
+    let event = match since.and_then(proto::kmsg::warnings_since) {
         Ok(lines) => Event::Fact {
-            name: fact.into(),
+            name: FactName::DmesgWarnings(guest),
             value: lines.join("\n"),
         },
         Err(why) => Event::Fact {
-            name: format!("{fact}_unreadable"),
-            value: why,
+            name: FactName::DmesgUnreadable(guest),
+            value: why.to_string(),
         },
     };
     port.send(&event);

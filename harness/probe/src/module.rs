@@ -2,17 +2,18 @@
 //! read its device like a file, and issue the raw hypercall through its
 //! ioctl. This is the route for guests whose kernel lacks the syscall.
 
+use fs_err::File;
 use std::ffi::CString;
-use std::fs::File;
 use std::io::Read;
 use std::os::fd::AsRawFd;
 
 use proto::Call;
 
 const DEVICE: &str = "/dev/hello_hypercall";
-/// HELLO_HYPERCALL_IOC_RAW from guest-module/hello_hypercall.h:
-/// _IOR('H', 0x01, __s64).
-const IOC_RAW: u64 = 0x8008_4801;
+
+// HELLO_HYPERCALL_IOC_RAW from guest-module/hello_hypercall.h:
+// _IOR('H', 0x01, __s64), which the host answers in the s64.
+nix::ioctl_read!(ioc_raw, b'H', 0x01, i64);
 
 /// Loads the module: "ok", or what went wrong.
 pub fn load() -> String {
@@ -44,13 +45,12 @@ pub fn ioctl_raw(case: &str) -> Call {
         Err(e) => return call(case, -1, e.raw_os_error().unwrap_or(0), &[]),
     };
     let mut answer: i64 = 0;
-    // SAFETY: the ioctl writes one i64 through the pointer, which points
-    // at `answer` and stays valid for the call.
-    let rc = unsafe { nix::libc::ioctl(file.as_raw_fd(), IOC_RAW as _, &mut answer as *mut i64) };
-    if rc < 0 {
-        return call(case, -1, nix::errno::Errno::last_raw(), &[]);
+    // SAFETY: the fd is the module's device, open for the call, and the
+    // ioctl writes one i64 through the pointer, which points at `answer`.
+    match unsafe { ioc_raw(file.as_raw_fd(), &mut answer) } {
+        Ok(_) => call(case, answer, 0, &[]),
+        Err(errno) => call(case, -1, errno as i32, &[]),
     }
-    call(case, answer, 0, &[])
 }
 
 fn call(case: &str, ret: i64, errno: i32, data: &[u8]) -> Call {
@@ -60,5 +60,15 @@ fn call(case: &str, ret: i64, errno: i32, data: &[u8]) -> Call {
         errno,
         data: data.escape_ascii().to_string(),
         canary_intact: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_ioctl_number_is_the_headers() {
+        // guest-module/hello_hypercall.h: _IOR('H', 0x01, __s64).
+        let code = nix::request_code_read!(b'H', 0x01, std::mem::size_of::<i64>());
+        assert_eq!(code as u64, 0x8008_4801);
     }
 }

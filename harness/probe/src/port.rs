@@ -1,12 +1,12 @@
 //! The report port: L2's second serial port, wired by the agent in L1 to a
 //! pipe, so reports never mix with the kernel console.
 
-use std::fs::{File, OpenOptions};
+use fs_err::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 
 use anyhow::{bail, Context, Result};
 use nix::sys::termios::{self, SetArg};
-use proto::Event;
+use proto::{Event, Request};
 
 const PORT: &str = "/dev/ttyS1";
 
@@ -41,8 +41,8 @@ impl ReportPort {
     }
 
     /// Asks the agent to do `what` and waits for its answer.
-    pub fn ask(&mut self, what: &str) -> Result<()> {
-        self.send(&Event::Ask { what: what.into() });
+    pub fn ask(&mut self, what: Request) -> Result<()> {
+        self.send(&Event::Ask { what });
         let file = self.file.as_ref().context("no report port to ask on")?;
         let mut answer = String::new();
         BufReader::new(file)

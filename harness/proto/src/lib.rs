@@ -6,10 +6,20 @@
 //! so a report survives being mixed with kernel noise and a truncated report
 //! is still readable up to its last whole line.
 
+pub mod abi;
 #[cfg(feature = "guest")]
 pub mod guest;
+#[cfg(feature = "guest")]
+pub mod kmsg;
+pub mod ktap;
+pub mod names;
+#[cfg(feature = "guest")]
+pub mod param;
+pub mod reap;
 pub mod trouble;
 use std::path::Path;
+
+pub use names::{AgentMode, FactName, GuestName, ParamState, ProbeMode, Request, TracePhase, Who};
 
 use serde::{Deserialize, Serialize};
 
@@ -58,24 +68,22 @@ pub const INITRAMFS_AGENT_CONFIG: &str = "/agent.json";
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    /// A guest program started: `who` is "agent" (L1) or "probe" (L2).
-    Hello { who: String, kernel: String },
+    /// A guest program started.
+    Hello { who: Who, kernel: String },
     /// A named fact about the environment, such as the module parameter.
-    Fact { name: String, value: String },
+    Fact { name: FactName, value: String },
     /// One call of the hello_hypercall syscall made by the probe.
     Call(Call),
-    /// The probe asks the agent to act on the host (e.g. "disable"), and
-    /// waits for [`ANSWER_OK`] on its report port.
-    Ask { what: String },
+    /// The probe asks the agent to act on the host, and waits for
+    /// [`ANSWER_OK`] on its report port.
+    Ask { what: Request },
     /// A stage that cannot run here, with the reason.
     Skip { reason: String },
     /// The guest program itself failed to do something it needed.
     Error { what: String },
     /// How L2's QEMU ended, as seen from L1.
     L2Exit {
-        /// The guest's name ("main", "stock").
-        #[serde(default)]
-        guest: String,
+        guest: GuestName,
         status: Option<i32>,
         timed_out: bool,
         seconds: f64,
@@ -93,7 +101,8 @@ pub enum Event {
         #[serde(default)]
         signal: Option<i32>,
     },
-    /// How one L1 test program ended; its output is in l1test-<name>.log.
+    /// How one L1 test program ended; its output is in l1test-<name>.log,
+    /// `name` being the [`L1Test`]'s, echoed back.
     L1Test {
         name: String,
         status: Option<i32>,
@@ -120,7 +129,7 @@ pub enum Event {
     /// L1 has no share to write it to (the Intel run under Bochs).
     File { name: String, text: String },
     /// The program reached its end; a report without it is incomplete.
-    Done { who: String },
+    Done { who: Who },
 }
 
 /// What one syscall returned.
@@ -237,16 +246,16 @@ pub struct AgentConfig {
     /// The host's TSC frequency, for when L1 cannot tell its own.
     #[serde(default)]
     pub fallback_tsc_khz: Option<u64>,
-    /// Test programs (host paths) the agent runs in L1 once the first
-    /// guest has ended, beside the others, with the hypercall enabled: the
-    /// KVM selftests and the hcall VMM. Each prints KTAP or TAP, which
-    /// xtask reads from l1test-<name>.log.
+    /// Test programs the agent runs in L1 once the first guest has ended,
+    /// beside the others, with the hypercall enabled: the KVM selftests and
+    /// the hcall VMM. Each prints KTAP or TAP, which xtask reads from
+    /// l1test-<name>.log.
     #[serde(default)]
-    pub l1_tests: Vec<String>,
+    pub l1_tests: Vec<L1Test>,
     /// Tests the user added (--l1-test): run alone after every guest has
     /// ended and the trace is saved.
     #[serde(default)]
-    pub l1_extra_tests: Vec<String>,
+    pub l1_extra_tests: Vec<L1Test>,
     /// Each test program's deadline.
     #[serde(default)]
     pub l1_test_timeout_secs: u64,
@@ -257,26 +266,47 @@ pub struct AgentConfig {
 }
 
 impl AgentConfig {
-    /// Every L1 test in the order they run; their names come from this
-    /// list (see [`l1_test_names`]).
-    pub fn all_l1_tests(&self) -> Vec<String> {
+    /// Every L1 test in the order they run.
+    pub fn all_l1_tests(&self) -> Vec<L1Test> {
         [self.l1_tests.as_slice(), self.l1_extra_tests.as_slice()].concat()
     }
+}
 
-    /// The names of `l1_tests` and of `l1_extra_tests`, made unique over
-    /// both lists, so that the agent and xtask agree on every log's name.
-    pub fn l1_test_names(&self) -> (Vec<String>, Vec<String>) {
-        let mut names = l1_test_names(&self.all_l1_tests());
-        let extra = names.split_off(self.l1_tests.len());
-        (names, extra)
+/// One test program for L1: named once, by xtask, and the agent reports
+/// it under that name. The name is its log's (l1test-<name>.log) and its
+/// checks'.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct L1Test {
+    pub name: String,
+    /// The program (a host path) and its arguments.
+    pub argv: Vec<String>,
+}
+
+impl L1Test {
+    /// Names a list of command lines, each a program and its arguments,
+    /// uniquely: a repeated name gets "-2", "-3"... in order, so two runs
+    /// of one sub-command keep two logs.
+    pub fn name_all(argvs: Vec<Vec<String>>) -> Vec<L1Test> {
+        let mut tests: Vec<L1Test> = Vec::new();
+        for argv in argvs {
+            let base = l1_test_name(&argv);
+            let mut name = base.clone();
+            let mut n = 1;
+            while tests.iter().any(|t| t.name == name) {
+                n += 1;
+                name = format!("{base}-{n}");
+            }
+            tests.push(L1Test { name, argv });
+        }
+        tests
     }
 }
 
 /// The name of an L1 test from its command line ("/x/hcall fuzz --seed 1"
 /// → "hcall-fuzz"): the program's file name and its words that are not
-/// options. It names the test's log file and its checks.
-pub fn l1_test_name(command: &str) -> String {
-    let mut words = command.split_whitespace();
+/// options.
+fn l1_test_name(argv: &[String]) -> String {
+    let mut words = argv.iter().map(String::as_str);
     let program = words.next().unwrap_or_default();
     let base = Path::new(program)
         .file_name()
@@ -312,28 +342,10 @@ fn file_name_safe(name: &str) -> String {
         .collect()
 }
 
-/// The names of a list of L1 tests, made unique: a repeated name gets
-/// "-2", "-3"... in order, so two runs of one sub-command keep two logs.
-pub fn l1_test_names(commands: &[String]) -> Vec<String> {
-    let mut names: Vec<String> = Vec::new();
-    for command in commands {
-        let base = l1_test_name(command);
-        let mut name = base.clone();
-        let mut n = 1;
-        while names.contains(&name) {
-            n += 1;
-            name = format!("{base}-{n}");
-        }
-        names.push(name);
-    }
-    names
-}
-
 /// One L2 guest.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct Guest {
-    /// "main" or "stock"; names its files and its trace phase.
-    pub name: String,
+    pub name: GuestName,
     pub kernel: String,
     pub initrd: String,
     /// Its kernel command line, less the TSC options the agent measures.
@@ -344,7 +356,7 @@ impl Guest {
     /// The name of one of its files in the run directory, e.g.
     /// "l2-main-console.log".
     pub fn file(&self, what: &str) -> String {
-        format!("l2-{}-{what}.log", self.name)
+        self.name.file(what)
     }
 }
 
@@ -384,13 +396,13 @@ mod tests {
         // Console noise before the mark is tolerated: serial ports mix.
         assert_eq!(
             Event::from_line("\r@hh {\"event\":\"done\",\"who\":\"probe\"}\r"),
-            Some(Event::Done { who: "probe".into() })
+            Some(Event::Done { who: Who::Probe })
         );
     }
 
     fn guest() -> Guest {
         Guest {
-            name: "main".into(),
+            name: GuestName::Main,
             kernel: "/k/bzImage".into(),
             initrd: "/k/initrd.cpio".into(),
             append: "console=ttyS0".into(),
@@ -413,41 +425,58 @@ mod tests {
         }
     }
 
-    #[test]
-    fn extra_tests_are_named_after_the_others() {
-        let mut cfg = cfg();
-        cfg.l1_tests = vec!["/b/hcall".into(), "/b/hcall fuzz --seed 1".into()];
-        cfg.l1_extra_tests = vec!["/b/hcall fuzz --seed 7".into(), "/x/t".into()];
-        let (beside, extra) = cfg.l1_test_names();
-        assert_eq!(beside, ["hcall", "hcall-fuzz"]);
-        assert_eq!(extra, ["hcall-fuzz-2", "t"]);
+    fn argv(line: &str) -> Vec<String> {
+        line.split_whitespace().map(String::from).collect()
+    }
+
+    fn name(line: &str) -> String {
+        l1_test_name(&argv(line))
     }
 
     #[test]
     fn l1_tests_are_named_by_program_and_subcommand() {
-        assert_eq!(l1_test_name("/a/b/hello_hypercall_test"), "hello_hypercall_test");
-        assert_eq!(
-            l1_test_name("/x/hcall fuzz --iterations 2000 --seed 7"),
-            "hcall-fuzz"
-        );
-        assert_eq!(l1_test_name("/x/hcall"), "hcall");
+        assert_eq!(name("/a/b/hello_hypercall_test"), "hello_hypercall_test");
+        assert_eq!(name("/x/hcall fuzz --iterations 2000 --seed 7"), "hcall-fuzz");
+        assert_eq!(name("/x/hcall"), "hcall");
     }
 
     #[test]
     fn l1_test_names_are_file_names_even_with_paths_in_the_arguments() {
-        assert_eq!(l1_test_name("/path/prog /some/file"), "prog-file");
-        assert_eq!(l1_test_name("/p/prog a/b/ c\"quoted\""), "prog-b-c_quoted_");
-        assert!(!l1_test_name("/p/prog ../..").contains('/'));
+        assert_eq!(name("/path/prog /some/file"), "prog-file");
+        assert_eq!(name("/p/prog a/b/ c\"quoted\""), "prog-b-c_quoted_");
+        assert!(!name("/p/prog ../..").contains('/'));
     }
 
     #[test]
     fn repeated_l1_tests_get_numbered() {
-        let commands = [
-            "/x/hcall fuzz --seed 1".to_string(),
-            "/x/hcall".into(),
-            "/x/hcall fuzz --seed 7".into(),
+        let tests = L1Test::name_all(vec![
+            argv("/x/hcall fuzz --seed 1"),
+            argv("/x/hcall"),
+            argv("/x/hcall fuzz --seed 7"),
+        ]);
+        let names: Vec<&str> = tests.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["hcall-fuzz", "hcall", "hcall-fuzz-2"]);
+        assert_eq!(tests[2].argv, argv("/x/hcall fuzz --seed 7"));
+    }
+
+    #[test]
+    fn the_wire_format_is_pinned() {
+        // Built from one tree, agent, probe and xtask agree on any format;
+        // these lines pin it anyway, so a change is a deliberate one.
+        let pinned = [
+            r#"{"event":"hello","who":"probe-stock","kernel":"6.12.117+"}"#,
+            r#"{"event":"fact","name":"stock_module_load","value":"ok"}"#,
+            r#"{"event":"ask","what":"disable"}"#,
+            r#"{"event":"l2_exit","guest":"main","status":0,"timed_out":false,"seconds":2.5,"init_seconds":1.9,"done_seconds":2.4,"pid":39,"signal":9}"#,
+            r#"{"event":"l1_test","name":"hcall-fuzz","status":0,"timed_out":false,"seconds":1.0}"#,
+            r##"{"event":"file","name":"trace.txt","text":"# tracer: nop\n"}"##,
+            r#"{"event":"done","who":"agent"}"#,
         ];
-        assert_eq!(l1_test_names(&commands), ["hcall-fuzz", "hcall", "hcall-fuzz-2"]);
+        for json in pinned {
+            let line = format!("{MARK}{json}\n");
+            let event = Event::from_line(&line).unwrap_or_else(|| panic!("{json}"));
+            assert_eq!(event.to_line(), line);
+        }
     }
 
     #[test]

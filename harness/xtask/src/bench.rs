@@ -1,9 +1,9 @@
 //! `cargo xtask bench`: how long a warm `cargo xtask e2e` takes next to a
 //! raw QEMU run of the same kernels, written to target/xtask/bench.json.
 //!
-//! The raw run is the floor: L1 boots with a short shell script as init
-//! that starts the L2 guests (whose init, the probe in mode "off", powers
-//! off at once) side by side, as the E2E does, and reboots; no tracing, no
+//! The raw run is the floor: L1 boots the agent in its floor mode, which
+//! starts the L2 guests (whose init, the probe in mode "off", powers off
+//! at once) side by side, as the E2E does, and reboots; no tracing, no
 //! reports, no checks. Same kernels, same QEMU flags; L1's deadline. A
 //! second floor boots only the main guest: the E2E's cost over the bare
 //! nested boot of the two kernels of the series.
@@ -82,7 +82,7 @@ fn write_section(name: &str, value: serde_json::Value) -> Result<PathBuf> {
     }
     bench[name] = value;
     let path = layout::xtask().join("bench.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&bench)?)
+    fs_err::write(&path, serde_json::to_string_pretty(&bench)?)
         .with_context(|| format!("write {}", path.display()))?;
     Ok(path)
 }
@@ -113,39 +113,25 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
         bail!("the e2e run does not pass; run `cargo xtask e2e` and fix it before benchmarking");
     }
     let last: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(layout::xtask().join("report.json"))?)?;
+        serde_json::from_str(&fs_err::read_to_string(layout::xtask().join("report.json"))?)?;
     let accel = match last["accel"].as_str() {
         Some("kvm") => Accel::Kvm,
         _ => Accel::Tcg,
     };
     let run_dir = PathBuf::from(last["run_dir"].as_str().context("report.json has no run_dir")?);
     let config: proto::AgentConfig =
-        serde_json::from_str(&std::fs::read_to_string(run_dir.join(proto::AGENT_CONFIG))?)?;
+        serde_json::from_str(&fs_err::read_to_string(run_dir.join(proto::AGENT_CONFIG))?)?;
 
     let raw_dir = layout::xtask().join("bench-raw");
-    std::fs::create_dir_all(&raw_dir)?;
+    fs_err::create_dir_all(&raw_dir)?;
     let host_kernel = PathBuf::from(
         last["host_kernel"]
             .as_str()
             .context("report.json has no host_kernel")?,
     );
-    let raw = RawRun::prepare(
-        &sh,
-        &raw_dir.join("all"),
-        &config,
-        &config.guests,
-        &host_kernel,
-        accel,
-    )?;
+    let raw = RawRun::prepare(&raw_dir.join("all"), &config, &config.guests, &host_kernel, accel)?;
     let main_only = &config.guests[..1.min(config.guests.len())];
-    let raw_main = RawRun::prepare(
-        &sh,
-        &raw_dir.join("main"),
-        &config,
-        main_only,
-        &host_kernel,
-        accel,
-    )?;
+    let raw_main = RawRun::prepare(&raw_dir.join("main"), &config, main_only, &host_kernel, accel)?;
 
     let mut warm = Vec::new();
     let mut floor = Vec::new();
@@ -170,7 +156,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
     let (hcall_bench, hcall_fuzz) = if args.no_hcall {
         // Keep the figures of the last full benchmark rather than losing them.
         println!("bench: --no-hcall: hcall's figures carried over from the last bench.json");
-        let old: serde_json::Value = std::fs::read_to_string(layout::xtask().join("bench.json"))
+        let old: serde_json::Value = fs_err::read_to_string(layout::xtask().join("bench.json"))
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default();
@@ -185,7 +171,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
         warm_e2e_median: w,
         raw_nested_median: r,
         warm_over_raw: w / r,
-        raw_nested_guests: config.guests.iter().map(|g| g.name.clone()).collect(),
+        raw_nested_guests: config.guests.iter().map(|g| g.name.to_string()).collect(),
         raw_main_only_seconds: floor_main,
         raw_main_only_median: m,
         warm_over_raw_main_only: w / m,
@@ -201,7 +187,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
         kept: kept_sections(),
     };
     let path = layout::xtask().join("bench.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&bench)?)?;
+    fs_err::write(&path, serde_json::to_string_pretty(&bench)?)?;
     println!(
         "bench: warm e2e {w:.1}s, raw nested {r:.1}s, ratio {:.2} (goal ≤ {WARM_GOAL_RATIO}); \
          main guest only {m:.1}s, ratio {:.2}; written to {}",
@@ -215,7 +201,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
 /// Runs hcall's benchmark and a long fuzz inside the patched L1 through the
 /// E2E's --l1-test, and reads their JSON from the run's logs.
 fn hcall_figures(sh: &Shell, cargo: &str) -> Result<(serde_json::Value, serde_json::Value)> {
-    let hcall = layout::target().join("x86_64-unknown-linux-gnu/release/hcall");
+    let hcall = crate::images::guest_bin().join("hcall");
     let hcall = hcall.display();
     let bench = format!("{hcall} bench --json");
     let fuzz = format!("{hcall} fuzz --iterations {FUZZ_CALLS} --seed 7 --json");
@@ -230,22 +216,23 @@ fn hcall_figures(sh: &Shell, cargo: &str) -> Result<(serde_json::Value, serde_js
         bail!("the E2E with hcall bench and fuzz failed; see target/xtask/report.json");
     }
     let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(layout::xtask().join("report.json"))?)?;
+        serde_json::from_str(&fs_err::read_to_string(layout::xtask().join("report.json"))?)?;
     let run_dir = PathBuf::from(report["run_dir"].as_str().context("report.json has no run_dir")?);
     let json_of = |name: &str| -> Result<serde_json::Value> {
-        let log = std::fs::read_to_string(run_dir.join(format!("l1test-{name}.log")))
+        let log = fs_err::read_to_string(run_dir.join(format!("l1test-{name}.log")))
             .with_context(|| format!("read l1test-{name}.log"))?;
         json_object(&log).with_context(|| format!("no JSON object in l1test-{name}.log"))
     };
-    // The E2E's own tests run first (its short fuzz is "hcall-fuzz"), so
-    // the extra tests' names come from the whole list, as the agent's do.
+    // The tests are named once, by the E2E, in agent.json.
     let config: proto::AgentConfig =
-        serde_json::from_str(&std::fs::read_to_string(run_dir.join(proto::AGENT_CONFIG))?)?;
-    let (_, extra) = config.l1_test_names();
-    let [bench_name, fuzz_name] = extra.as_slice() else {
-        bail!("agent.json lists {} extra tests, not 2", extra.len());
+        serde_json::from_str(&fs_err::read_to_string(run_dir.join(proto::AGENT_CONFIG))?)?;
+    let [bench_test, fuzz_test] = config.l1_extra_tests.as_slice() else {
+        bail!(
+            "agent.json lists {} extra tests, not 2",
+            config.l1_extra_tests.len()
+        );
     };
-    Ok((json_of(bench_name)?, json_of(fuzz_name)?))
+    Ok((json_of(&bench_test.name)?, json_of(&fuzz_test.name)?))
 }
 
 /// The first JSON object in a log that mixes it with KTAP lines: from a
@@ -273,60 +260,48 @@ struct RawRun {
 
 impl RawRun {
     fn prepare(
-        sh: &Shell,
         dir: &Path,
         config: &proto::AgentConfig,
         guests: &[proto::Guest],
         host_kernel: &Path,
         accel: Accel,
     ) -> Result<RawRun> {
-        std::fs::create_dir_all(dir)?;
-        let busybox = Path::new("/bin/busybox");
-        if !busybox.exists() {
-            bail!("the raw run needs /bin/busybox: apt-get install busybox-static");
-        }
+        fs_err::create_dir_all(dir)?;
         // L2: the probe, told to power off at once. (A script would need
         // BINFMT_SCRIPT, which the guest kernel does not have.)
-        let probe = std::fs::read(layout::target().join("x86_64-unknown-linux-gnu/release/probe"))
-            .context("read the probe")?;
+        let probe = fs_err::read(crate::images::guest_bin().join("probe")).context("read the probe")?;
         let cpio = initramfs::l2(&probe, None, None);
         let initrd = dir.join("l2-raw.cpio");
-        std::fs::write(&initrd, cpio)?;
+        fs_err::write(&initrd, cpio)?;
         if guests.is_empty() {
             bail!("agent.json names no guest");
         }
-        let guests: Vec<proto::Guest> = guests
-            .iter()
-            .map(|g| proto::Guest {
-                initrd: initrd.display().to_string(),
-                append: format!("console=ttyS0 panic=-1 quiet {}=off", proto::MODE_ENV),
-                ..g.clone()
-            })
-            .collect();
-        let init = dir.join("l1-init.sh");
-        std::fs::write(&init, l1_script(config, &guests))?;
-        cmd!(sh, "chmod 0755 {init}").quiet().run()?;
+        let guests = floor_guests(guests, &initrd);
+        let floor = floor_config(config, guests);
+        fs_err::write(
+            dir.join(proto::AGENT_CONFIG),
+            serde_json::to_string_pretty(&floor)?,
+        )?;
         let l1 = qemu::L1 {
             accel,
             kernel: host_kernel.to_path_buf(),
-            agent: init,
+            agent: crate::images::guest_bin().join("agent"),
             run_dir: dir.to_path_buf(),
             memory_mib: crate::e2e::L1_MEMORY_MIB,
             bios: None,
-            // The same parameters as the E2E, TSC frequency included.
-            params: crate::e2e::l1_params(accel),
+            params: floor_params(accel),
         };
         Ok(RawRun {
             qemu: qemu::which("qemu-system-x86_64").context("qemu-system-x86_64 is not on PATH")?,
             args: qemu::l1_args(&l1),
             dir: dir.to_path_buf(),
-            guests: guests.len(),
+            guests: floor.guests.len(),
         })
     }
 
     fn run(&self) -> Result<f64> {
-        let exit = self.dir.join("l2-exit");
-        let _ = std::fs::remove_file(&exit);
+        let exit = self.dir.join(FLOOR_EXIT_FILE);
+        let _ = fs_err::remove_file(&exit);
         let t = Instant::now();
         let outcome = qemu::run(
             &self.qemu,
@@ -338,9 +313,9 @@ impl RawRun {
         if outcome.timed_out || outcome.code != Some(0) {
             bail!("the raw nested run did not complete; see {}", self.dir.display());
         }
-        // The floor only counts if every L2 really ran: L1's script records
+        // The floor only counts if every L2 really ran: the agent records
         // the exit status of each L2's QEMU in the shared directory.
-        let l2 = std::fs::read_to_string(&exit).unwrap_or_default();
+        let l2 = fs_err::read_to_string(&exit).unwrap_or_default();
         if l2.lines().count() != self.guests || l2.lines().any(|l| l.trim() != "0") {
             bail!(
                 "L2 did not run in the raw nested boot (exit {:?}); see {}",
@@ -352,52 +327,43 @@ impl RawRun {
     }
 }
 
-/// L1's init for the raw run: mount what QEMU needs, start every L2 in the
-/// background exactly as the agent does (same argv builder), wait for each
-/// and record its status, reboot.
-fn l1_script(config: &proto::AgentConfig, guests: &[proto::Guest]) -> String {
-    let out = Path::new(proto::L1_OUT);
-    let starts: Vec<String> = guests
+/// Where the agent's floor mode records how each L2 ended (see
+/// agent/src/floor.rs).
+const FLOOR_EXIT_FILE: &str = "l2-exit";
+
+/// The floor's guests: the run's kernels, each with the probe alone in its
+/// initramfs, told to power off at once.
+fn floor_guests(guests: &[proto::Guest], initrd: &Path) -> Vec<proto::Guest> {
+    guests
         .iter()
-        .map(|guest| {
-            let args = proto::l2_qemu_args(config, guest, out, None);
-            let words: Vec<String> = args
-                .iter()
-                .enumerate()
-                .map(|(i, a)| {
-                    if i > 0 && args[i - 1] == "-append" {
-                        // The TSC frequency is only known inside L1.
-                        format!("\"{a} tsc_early_khz=$khz tsc=reliable\"")
-                    } else {
-                        format!("'{a}'")
-                    }
-                })
-                .collect();
-            format!(
-                "'{}' {} </dev/null &\npids=\"$pids $!\"\n",
-                config.qemu,
-                words.join(" ")
-            )
+        .map(|g| proto::Guest {
+            initrd: initrd.display().to_string(),
+            append: format!(
+                "console=ttyS0 panic=-1 quiet {}={}",
+                proto::MODE_ENV,
+                proto::ProbeMode::Off.as_str()
+            ),
+            ..g.clone()
         })
-        .collect();
-    let bb = "/bin/busybox";
-    format!(
-        "#!/bin/sh\n\
-         {bb} mount -t proc proc /proc\n\
-         {bb} mount -t sysfs sys /sys\n\
-         {bb} mount -t devtmpfs dev /dev\n\
-         {bb} mount -t tmpfs scratch {scratch}\n\
-         {bb} mkdir -p {out}\n\
-         {bb} mount -t 9p -o trans=virtio,version=9p2000.L {tag} {out}\n\
-         khz=$({bb} awk '/cpu MHz/ {{ printf \"%d\", $4 * 1000; exit }}' /proc/cpuinfo)\n\
-         {}\
-         for p in $pids; do wait $p; echo $? >> {out}/l2-exit; done\n\
-         {bb} reboot -f\n",
-        starts.concat(),
-        out = out.display(),
-        scratch = proto::L1_SCRATCH,
-        tag = proto::OUT_TAG,
-    )
+        .collect()
+}
+
+/// The agent.json of the floor: the run's, with these guests and no test.
+fn floor_config(config: &proto::AgentConfig, guests: Vec<proto::Guest>) -> proto::AgentConfig {
+    proto::AgentConfig {
+        guests,
+        l1_tests: vec![],
+        l1_extra_tests: vec![],
+        ..config.clone()
+    }
+}
+
+/// L1's kernel parameters for the floor: the E2E's (the TSC frequency
+/// included) and the agent's floor mode.
+fn floor_params(accel: Accel) -> Vec<String> {
+    let mut params = crate::e2e::l1_params(accel);
+    params.push(proto::AgentMode::Floor.param());
+    params
 }
 
 #[cfg(test)]
@@ -405,9 +371,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_floor_starts_every_guest_and_waits_for_each() {
-        let guest = |name: &str| proto::Guest {
-            name: name.into(),
+    fn the_floor_boots_the_same_guests_with_the_probe_powering_off() {
+        let guest = |name: proto::GuestName| proto::Guest {
+            name,
             kernel: format!("/k/{name}"),
             initrd: "/i".into(),
             append: "quiet".into(),
@@ -415,24 +381,25 @@ mod tests {
         let config = proto::AgentConfig {
             qemu: "/usr/bin/qemu-system-x86_64".into(),
             bios: String::new(),
-            guests: vec![guest("main"), guest("stock")],
+            guests: vec![guest(proto::GuestName::Main), guest(proto::GuestName::Stock)],
             l2_memory_mib: 256,
             l2_timeout_secs: 60,
             trace_buffer_kb: 1024,
             fallback_tsc_khz: None,
-            l1_tests: vec![],
+            l1_tests: proto::L1Test::name_all(vec![vec!["/x/hcall".into()]]),
             l1_extra_tests: vec![],
             l1_test_timeout_secs: 60,
             fault: None,
         };
-        let script = l1_script(&config, &config.guests);
-        assert_eq!(script.matches(" </dev/null &\n").count(), 2, "{script}");
-        assert!(script.contains("'/k/main'") && script.contains("'/k/stock'"));
-        assert!(script.contains("'/usr/bin/qemu-system-x86_64' "));
-        assert!(script.contains("\"quiet tsc_early_khz=$khz tsc=reliable\""));
-        let wait = script.find("for p in $pids; do wait $p").unwrap();
-        assert!(wait > script.rfind(" &\n").unwrap());
-        assert!(script.trim_end().ends_with("reboot -f"));
+        let floor = floor_config(&config, floor_guests(&config.guests, Path::new("/r/l2-raw.cpio")));
+        assert_eq!(floor.guests.len(), 2);
+        assert!(floor.l1_tests.is_empty());
+        for (g, original) in floor.guests.iter().zip(&config.guests) {
+            assert_eq!((g.name, &g.kernel), (original.name, &original.kernel));
+            assert_eq!(g.initrd, "/r/l2-raw.cpio");
+            assert!(g.append.ends_with(" hh_mode=off"), "{}", g.append);
+        }
+        assert!(floor_params(Accel::Kvm).contains(&"hh_agent=floor".to_string()));
     }
 
     #[test]

@@ -108,7 +108,7 @@ pub fn ended(console: &str, report: &str) -> Option<End> {
     let done = report
         .lines()
         .filter_map(proto::Event::from_line)
-        .any(|ev| matches!(ev, proto::Event::Done { who } if who == "agent"));
+        .any(|ev| matches!(ev, proto::Event::Done { who } if who == proto::Who::Agent));
     if done {
         Some(End::Done)
     } else if console.contains("Kernel panic - not syncing") {
@@ -148,7 +148,7 @@ pub fn run(
     output: &Path,
     timeout: Duration,
 ) -> Result<Outcome> {
-    let out = std::fs::File::create(output).with_context(|| format!("create {}", output.display()))?;
+    let out = fs_err::File::create(output).with_context(|| format!("create {}", output.display()))?;
     let started = Instant::now();
     // setsid: a session without a controlling terminal, so the text
     // display cannot find (and draw over) the user's.
@@ -159,12 +159,12 @@ pub fn run(
         .arg("-rc")
         .arg(rc)
         .stdin(Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out)
+        .stdout(out.try_clone()?.into_file())
+        .stderr(out.into_file())
         .spawn()
         .context("start bochs")?;
     let mut child = Reaper(child);
-    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    let read = |p: &Path| fs_err::read_to_string(p).unwrap_or_default();
     loop {
         if let Some(status) = child.0.try_wait()? {
             // A last look: the agent may have finished just before.
@@ -223,11 +223,17 @@ mod tests {
 
     #[test]
     fn a_run_ends_on_done_panic_or_second_boot() {
-        let done = proto::Event::Done { who: "agent".into() }.to_line();
+        let done = proto::Event::Done {
+            who: proto::Who::Agent,
+        }
+        .to_line();
         assert_eq!(ended("Linux version 6.12", &done), Some(End::Done));
         assert_eq!(ended("Linux version 6.12\n", ""), None);
         // A probe's Done is not the agent's.
-        let probe = proto::Event::Done { who: "probe".into() }.to_line();
+        let probe = proto::Event::Done {
+            who: proto::Who::Probe,
+        }
+        .to_line();
         assert_eq!(ended("", &probe), None);
         assert_eq!(
             ended("Kernel panic - not syncing: Attempted to kill init!", ""),

@@ -4,7 +4,7 @@
 //! not) and is reused, so builds are incremental; a stamp holding the
 //! digest of every input lets a warm run skip make altogether.
 
-use std::fs::File;
+use fs_err::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -17,6 +17,7 @@ use crate::kconfig;
 use crate::layout;
 use crate::patches::hex;
 use crate::stage::Progress;
+use crate::stamp::Stamp;
 
 /// Which kernel of the nested pair.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,7 +86,7 @@ impl Plan {
         tree_id: &str,
         patched: bool,
     ) -> Result<Plan> {
-        let kvm_kconfig = std::fs::read_to_string(src.join("arch/x86/kvm/Kconfig")).unwrap_or_default();
+        let kvm_kconfig = fs_err::read_to_string(src.join("arch/x86/kvm/Kconfig")).unwrap_or_default();
         let fragments = fragments(role, patched, &kvm_kconfig);
         let compiler = cmd!(sh, "gcc --version")
             .quiet()
@@ -96,7 +97,7 @@ impl Plan {
         h.update(compiler.lines().next().unwrap_or_default());
         h.update(role.targets().join(" "));
         for f in &fragments {
-            h.update(std::fs::read(f).with_context(|| format!("read {}", f.display()))?);
+            h.update(fs_err::read(f).with_context(|| format!("read {}", f.display()))?);
         }
         Ok(Plan {
             role,
@@ -113,7 +114,7 @@ impl Plan {
         let fragment = layout::configs().join("host-sanitize.config");
         let mut h = Sha256::new();
         h.update(&self.key);
-        h.update(std::fs::read(&fragment).with_context(|| format!("read {}", fragment.display()))?);
+        h.update(fs_err::read(&fragment).with_context(|| format!("read {}", fragment.display()))?);
         self.key = hex(&h.finalize());
         self.fragments.push(fragment);
         let name = self
@@ -137,13 +138,13 @@ impl Plan {
         self.dir.join("arch/x86/boot/bzImage")
     }
 
-    fn stamp(&self) -> PathBuf {
-        self.dir.join("hh-stamp")
+    fn stamp(&self) -> Stamp {
+        Stamp::in_dir(&self.dir)
     }
 
     /// True when this exact build is already done.
     pub fn is_fresh(&self) -> bool {
-        self.bzimage().exists() && std::fs::read_to_string(self.stamp()).ok().as_deref() == Some(&self.key)
+        self.bzimage().exists() && self.stamp().holds(&self.key)
     }
 }
 
@@ -182,40 +183,40 @@ fn olddefconfig(sh: &Shell, plan: &Plan, log: &Path, progress: &Progress) -> Res
     sh.create_dir(&scratch)?;
     progress.say(format!("{}: tinyconfig", plan.role.name()));
     make(&plan.src, &scratch, &["tinyconfig"], log, progress)?;
-    let mut config = std::fs::read_to_string(scratch.join(".config"))?;
+    let mut config = fs_err::read_to_string(scratch.join(".config"))?;
     let mut wanted = Vec::new();
     for f in &plan.fragments {
-        let text = std::fs::read_to_string(f)?;
+        let text = fs_err::read_to_string(f)?;
         wanted.extend(kconfig::parse(&text));
         config.push_str(&text);
     }
-    std::fs::write(scratch.join(".config"), config)?;
+    fs_err::write(scratch.join(".config"), config)?;
     progress.say(format!("{}: olddefconfig", plan.role.name()));
     make(&plan.src, &scratch, &["olddefconfig"], log, progress)?;
-    let result = std::fs::read_to_string(scratch.join(".config"))?;
+    let result = fs_err::read_to_string(scratch.join(".config"))?;
     let missing = kconfig::missing(&wanted, &result);
     Ok((result, missing))
 }
 
 fn install_config(sh: &Shell, plan: &Plan, config: &str) -> Result<()> {
-    let current = std::fs::read_to_string(plan.dir.join(".config")).unwrap_or_default();
+    let current = fs_err::read_to_string(plan.dir.join(".config")).unwrap_or_default();
     if current != config {
         sh.create_dir(&plan.dir)?;
-        std::fs::write(plan.dir.join(".config"), config)?;
+        fs_err::write(plan.dir.join(".config"), config)?;
     }
     Ok(())
 }
 
 /// Builds the kernel and stamps the build directory.
 pub fn build(plan: &Plan, log: &Path, progress: &Progress) -> Result<()> {
-    let _ = std::fs::remove_file(plan.stamp());
+    plan.stamp().clear();
     let jobs = std::thread::available_parallelism()
         .map_or(2, |n| n.get() + 1)
         .to_string();
     let mut args = vec!["-j", &jobs];
     args.extend(plan.role.targets());
     make(&plan.src, &plan.dir, &args, log, progress)?;
-    std::fs::write(plan.stamp(), &plan.key)?;
+    plan.stamp().write(&plan.key)?;
     Ok(())
 }
 
@@ -229,7 +230,7 @@ fn make(src: &Path, out: &Path, targets: &[&str], log: &Path, progress: &Progres
         .arg(format!("O={}", out.display()))
         .args(targets)
         .stdout(Stdio::piped())
-        .stderr(Stdio::from(file.try_clone()?))
+        .stderr(Stdio::from(file.try_clone()?.into_file()))
         .spawn()
         .context("start make")?;
     let mut log_out = file;
@@ -252,7 +253,7 @@ fn make(src: &Path, out: &Path, targets: &[&str], log: &Path, progress: &Progres
 
 /// The last `n` lines of a log, indented, for error messages.
 pub fn tail(path: &Path, n: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let text = fs_err::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..]
         .iter()
@@ -265,7 +266,7 @@ pub fn tail(path: &Path, n: usize) -> String {
 /// or `None` when the kernel has no such syscall.
 pub fn syscall_nr(build_dir: &Path) -> Result<Option<i64>> {
     let header = build_dir.join("arch/x86/include/generated/uapi/asm/unistd_64.h");
-    let text = std::fs::read_to_string(&header).with_context(|| format!("read {}", header.display()))?;
+    let text = fs_err::read_to_string(&header).with_context(|| format!("read {}", header.display()))?;
     Ok(nr_from_unistd(&text, "__NR_hello_hypercall"))
 }
 

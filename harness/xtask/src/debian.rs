@@ -108,7 +108,7 @@ pub fn fetch(sh: &Shell, version: KernelVersion, progress: &Progress) -> Result<
     // Download into an empty directory, so the one .deb in it is this one.
     let download = apt.root.join("download");
     if download.exists() {
-        std::fs::remove_dir_all(&download).context("remove an old download")?;
+        fs_err::remove_dir_all(&download).context("remove an old download")?;
     }
     sh.create_dir(&download)?;
     progress.say(format!("apt-get download {package}"));
@@ -141,7 +141,7 @@ pub fn fetch(sh: &Shell, version: KernelVersion, progress: &Progress) -> Result<
     let scratch = dest.with_file_name(format!(".unpack-{package}"));
     for dir in [&scratch, &dest] {
         if dir.exists() {
-            std::fs::remove_dir_all(dir).with_context(|| format!("remove {}", dir.display()))?;
+            fs_err::remove_dir_all(dir).with_context(|| format!("remove {}", dir.display()))?;
         }
     }
     sh.create_dir(&scratch)?;
@@ -157,17 +157,17 @@ pub fn fetch(sh: &Shell, version: KernelVersion, progress: &Progress) -> Result<
         );
     }
     // Which package version the tarball came from, for people reading target/.
-    std::fs::write(scratch.join("debian-version"), format!("{deb_version}\n"))?;
-    std::fs::rename(&scratch, &dest).context("move the unpacked package into place")?;
+    fs_err::write(scratch.join("debian-version"), format!("{deb_version}\n"))?;
+    fs_err::rename(&scratch, &dest).context("move the unpacked package into place")?;
     // The tarball is all a later run needs; the .deb would only double the disk used.
-    std::fs::remove_dir_all(&download).context("remove the downloaded package")?;
+    fs_err::remove_dir_all(&download).context("remove the downloaded package")?;
     println!("    {package} {deb_version} from {suite}");
     Ok(tarball)
 }
 
 /// The one .deb that `apt-get download` left in `dir`.
 fn single_deb(dir: &Path) -> Result<PathBuf> {
-    let debs: Vec<PathBuf> = std::fs::read_dir(dir)?
+    let debs: Vec<PathBuf> = fs_err::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "deb"))
         .collect();
@@ -209,11 +209,11 @@ impl PrivateApt {
             "state/lists/partial",
             "cache/archives/partial",
         ] {
-            std::fs::create_dir_all(root.join(dir))
+            fs_err::create_dir_all(root.join(dir))
                 .with_context(|| format!("create {}", root.join(dir).display()))?;
         }
         let write = |name: &str, text: &str| {
-            std::fs::write(root.join(name), text)
+            fs_err::write(root.join(name), text)
                 .with_context(|| format!("write {}", root.join(name).display()))
         };
         write("sources.list", &sources_list(self.suite))?;

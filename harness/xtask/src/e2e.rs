@@ -17,24 +17,13 @@ use crate::flags::{self, E2eArgs};
 use crate::patches::{self, Series};
 use crate::qemu::{self, Accel, L1};
 use crate::report::Report;
-use crate::stage::Stages;
+use crate::stage::{Scenario, Stages};
 use crate::verdict::{self, Check, Evidence, Verdict};
-use crate::{deps, initramfs, kselftest, layout, module, sanitize, selftests, source, stock};
+use crate::{deps, images, kselftest, layout, module, sanitize, selftests, source, stock};
 
 /// Guest memory: L1 holds two L2s side by side (2 x 256 MiB, touched
 /// only as far as they boot) plus its own kernel, QEMU and the tests.
 pub const L1_MEMORY_MIB: u32 = 1024;
-const L2_MEMORY_MIB: u32 = 256;
-/// L2's deadline inside L1; L1's own comes from --timeout.
-const L2_TIMEOUT: Duration = Duration::from_secs(300);
-/// hcall's fuzz calls in every run (the benchmark runs many more).
-const FUZZ_ITERATIONS: u32 = 2000;
-/// Per-CPU trace buffer in L1: room for every hypercall of a run, the
-/// tests' (about 2,000 from the fuzz) included, as they run while the
-/// stock guest is traced.
-const TRACE_BUFFER_KB: u32 = 4096;
-/// The target the static guest programs are built for (see images()).
-const GUEST_TARGET: &str = "x86_64-unknown-linux-gnu";
 
 pub fn run(args: &E2eArgs) -> Result<ExitCode> {
     let report = execute(args)?;
@@ -126,21 +115,21 @@ fn new_run_dir(sh: &Shell, args: &E2eArgs) -> Result<PathBuf> {
     };
     let sanitize = if args.sanitize { "-sanitize" } else { "" };
     let base = format!("{stamp}-{}-{variant}{cpu}{sanitize}", args.kernel.kernel.name());
-    std::fs::create_dir_all(layout::runs()).context("create target/xtask/runs")?;
+    fs_err::create_dir_all(layout::runs()).context("create target/xtask/runs")?;
     // Two runs started in the same second must not share a directory: the
     // first to create a name owns it, the next one numbers its own.
     let mut n = 1;
     let (name, dir) = loop {
         let name = run_dir_name(&base, n);
         let dir = layout::runs().join(&name);
-        match std::fs::create_dir(&dir) {
+        match fs_err::create_dir(&dir) {
             Ok(()) => break (name, dir),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => n += 1,
             Err(e) => return Err(e).with_context(|| format!("create the run directory {}", dir.display())),
         }
     };
     let latest = layout::runs().join("latest");
-    let _ = std::fs::remove_file(&latest);
+    let _ = fs_err::remove_file(&latest);
     let _ = std::os::unix::fs::symlink(&name, &latest);
     Ok(dir)
 }
@@ -208,27 +197,23 @@ fn pipeline(
 
     *host_kernel = Some(host.bzimage());
     // An unpatched tree has no such tests: the negative control runs none.
-    let l1_tests: Vec<String> = if patched {
+    let l1_tests: Vec<Vec<String>> = if patched {
         let built = stages.run("selftests", |p| {
             selftests::build(sh, &host, &run_dir.join("build-selftests.log"), p)
         })?;
-        built.iter().map(|t| t.display().to_string()).collect()
+        built.iter().map(|t| vec![t.display().to_string()]).collect()
     } else {
         Vec::new()
     };
     let mut l1_extra_tests = Vec::new();
     for extra in &args.l1_test {
-        let mut words = extra.split_whitespace();
+        // --l1-test takes a program and its arguments as one word.
+        let mut words = extra.split_whitespace().map(String::from);
         let program = PathBuf::from(words.next().context("--l1-test needs a program")?);
         let path = program
             .canonicalize()
             .with_context(|| format!("--l1-test {}: no such file", program.display()))?;
-        let rest: Vec<&str> = words.collect();
-        l1_extra_tests.push(
-            format!("{} {}", path.display(), rest.join(" "))
-                .trim_end()
-                .to_string(),
-        );
+        l1_extra_tests.push(std::iter::once(path.display().to_string()).chain(words).collect());
     }
     let module = stages.run("module", |p| {
         let log = run_dir.join("build-guest-module.log");
@@ -260,21 +245,21 @@ fn pipeline(
     // The images stage adds hcall to the tests L1 runs, and returns them
     // all in the order they run.
     let l1_tests = stages.run("images", |p| {
-        let inputs = Images {
+        let inputs = images::Images {
             guest: &guest,
             series: series.as_ref(),
             l1_tests: &l1_tests,
             l1_extra_tests: &l1_extra_tests,
             module: &module.ko,
             kselftest: kselftest.binary.as_deref(),
-            stock: stock.as_ref().ok().map(|(s, m)| (s, m.ko.as_path())),
+            stock: stock.runs().map(|(s, m)| (s, m.ko.as_path())),
             l1_test_timeout: args.l1_test_timeout,
             fault: args.fault.as_deref(),
         };
-        images(sh, &inputs, run_dir, p)
+        images::images(sh, &inputs, run_dir, p)
     })?;
     let qemu = qemu::which("qemu-system-x86_64").context("qemu-system-x86_64 is not on PATH")?;
-    let agent = layout::target().join(GUEST_TARGET).join("release/agent");
+    let agent = images::guest_bin().join("agent");
     let outcome = stages.run("boot", |p| {
         let chosen = resolve_accel(args.accel, &qemu, &host.bzimage(), run_dir)?;
         *accel = Some(chosen);
@@ -291,7 +276,7 @@ fn pipeline(
             params: l1_params(chosen),
         };
         let argv = qemu::l1_args(&l1);
-        std::fs::write(
+        fs_err::write(
             run_dir.join("l1-command.txt"),
             format!("{} {}\n", qemu.display(), argv.join(" ")),
         )?;
@@ -304,7 +289,7 @@ fn pipeline(
     })?;
 
     let evidence = stages.run("verdict", |_| {
-        let read = |name: &str| std::fs::read_to_string(run_dir.join(name)).unwrap_or_default();
+        let read = |name: &str| fs_err::read_to_string(run_dir.join(name)).unwrap_or_default();
         save_l2_tests(&read("l1-report.log"), run_dir)?;
         Ok(Evidence {
             l1_code: outcome.code,
@@ -313,22 +298,22 @@ fn pipeline(
             l1_qemu_stderr: read("l1-qemu-stderr.log"),
             report: read("l1-report.log"),
             l2_console: read("l2-main-console.log"),
-            trace: std::fs::read_to_string(run_dir.join("trace.txt")).ok(),
+            trace: fs_err::read_to_string(run_dir.join("trace.txt")).ok(),
             hc_nr: hypercall_nr(&tree),
             module_warnings: module.warnings.clone(),
             stock: match &stock {
-                Ok((s, m)) => verdict::Stock::Ran {
+                Scenario::Runs((s, m)) => verdict::Stock::Ran {
                     release: s.release.clone(),
                     console: read("l2-stock-console.log"),
                     module_warnings: m.warnings.clone(),
                 },
-                Err(why) => verdict::Stock::Skipped(why.clone()),
+                Scenario::Skipped(why) => verdict::Stock::Skipped(why.clone()),
             },
-            l1_tests: proto::l1_test_names(&l1_tests)
+            l1_tests: l1_tests
                 .into_iter()
-                .map(|name| {
-                    let log = read(&format!("l1test-{name}.log"));
-                    (name, log)
+                .map(|test| {
+                    let log = read(&format!("l1test-{}.log", test.name));
+                    (test.name, log)
                 })
                 .collect(),
             kselftest: kselftest.status.clone(),
@@ -407,142 +392,12 @@ pub fn prepare_tree(sh: &Shell, kernel: &flags::KernelArgs, stages: &mut Stages)
     })
 }
 
-/// What the images stage packs for the guests.
-#[derive(Clone, Copy)]
-struct Images<'a> {
-    guest: &'a Plan,
-    series: Option<&'a Series>,
-    /// Command lines of the test programs L1 runs beside the guests.
-    l1_tests: &'a [String],
-    /// The user's --l1-test programs, run after the guests.
-    l1_extra_tests: &'a [String],
-    module: &'a Path,
-    /// The series' syscall kselftest, for the main guest.
-    kselftest: Option<&'a Path>,
-    l1_test_timeout: u64,
-    /// Debian's stock kernel and the module built for it, when it runs.
-    stock: Option<(&'a stock::Stock, &'a Path)>,
-    /// The fault the agent injects (--fault).
-    fault: Option<&'a str>,
-}
-
-/// Builds the static guest programs, L2's initramfs and the agent's
-/// config. Returns the command lines of every test L1 runs, in order.
-fn images(sh: &Shell, inputs: &Images, run_dir: &Path, p: &crate::stage::Progress) -> Result<Vec<String>> {
-    let Images {
-        guest,
-        series,
-        l1_tests,
-        module,
-        kselftest,
-        stock,
-        ..
-    } = *inputs;
-    let bin = guest_programs(sh, p)?;
-    // hcall's cases, then a short fuzz whose seed makes a failure
-    // reproducible; on an unpatched host both must fail.
-    let hcall = bin.join("hcall").display().to_string();
-    let mut l1_tests = l1_tests.to_vec();
-    l1_tests.push(hcall.clone());
-    l1_tests.push(format!("{hcall} fuzz --iterations {FUZZ_ITERATIONS} --seed 1"));
-
-    let nr = match build::syscall_nr(&guest.dir)? {
-        Some(nr) => nr,
-        // An unpatched guest has no number; use the series' own, so the
-        // probe still makes the call and the guest's answer is on record.
-        None => match series.map(nr_from_series).transpose()?.flatten() {
-            Some(nr) => nr,
-            // No series for this base yet: the number it will take.
-            None => {
-                let table = guest.src.join(SYSCALL_TABLE);
-                let text =
-                    std::fs::read_to_string(&table).with_context(|| format!("read {}", table.display()))?;
-                let nr = lowest_free_nr(&text)
-                    .with_context(|| format!("no syscall numbers in {}", table.display()))?;
-                println!("    no series: the probe calls {nr}, the lowest free number in {SYSCALL_TABLE}");
-                nr
-            }
-        },
-    };
-    let probe = std::fs::read(bin.join("probe")).context("read the probe binary")?;
-    let initrd = run_dir.join("l2-initramfs.cpio");
-    let ko = std::fs::read(module).context("read the guest module")?;
-    let test = kselftest
-        .map(std::fs::read)
-        .transpose()
-        .context("read the kselftest")?;
-    std::fs::write(&initrd, initramfs::l2(&probe, Some(&ko), test.as_deref()))?;
-    // quiet: every console byte of a nested guest is an exit through two
-    // hypervisors; errors still print.
-    // noxsave: with L1 under TCG, the XSAVE leaf L2 sees gives a buffer
-    // size that disagrees with its features, so the guest turns XSAVE off
-    // during boot; 7.3 crashes doing that (a NULL pointer in the first
-    // fork), 6.1 and 6.12 go on without it. Off from the start, every base
-    // boots; nothing the guest runs needs extended FPU state.
-    let mut guests = vec![proto::Guest {
-        name: "main".into(),
-        kernel: guest.bzimage().display().to_string(),
-        initrd: initrd.display().to_string(),
-        append: format!("console=ttyS0 panic=-1 quiet noxsave {}={nr}", proto::NR_ENV),
-    }];
-    if let Some((stock, ko)) = stock {
-        let initrd = run_dir.join("l2-stock-initramfs.cpio");
-        let ko = std::fs::read(ko).context("read the stock guest's module")?;
-        std::fs::write(&initrd, initramfs::l2(&probe, Some(&ko), None))?;
-        guests.push(proto::Guest {
-            name: "stock".into(),
-            kernel: stock.kernel.display().to_string(),
-            initrd: initrd.display().to_string(),
-            append: format!("console=ttyS0 panic=-1 quiet {}=stock", proto::MODE_ENV),
-        });
-    }
-
-    let qemu = qemu::which("qemu-system-x86_64").context("qemu-system-x86_64 is not on PATH")?;
-    let config = proto::AgentConfig {
-        qemu: qemu.display().to_string(),
-        bios: qemu::qboot().map(|b| b.display().to_string()).unwrap_or_default(),
-        guests,
-        l2_memory_mib: L2_MEMORY_MIB,
-        l2_timeout_secs: L2_TIMEOUT.as_secs(),
-        trace_buffer_kb: TRACE_BUFFER_KB,
-        fallback_tsc_khz: host_tsc_khz(),
-        l1_tests,
-        l1_extra_tests: inputs.l1_extra_tests.to_vec(),
-        l1_test_timeout_secs: inputs.l1_test_timeout,
-        fault: inputs.fault.map(String::from),
-    };
-    std::fs::write(
-        run_dir.join(proto::AGENT_CONFIG),
-        serde_json::to_string_pretty(&config)?,
-    )?;
-    Ok(config.all_l1_tests())
-}
-
-/// Builds the guest programs (agent, probe, hcall) static, and returns
-/// the directory that holds them.
-pub fn guest_programs(sh: &Shell, p: &crate::stage::Progress) -> Result<PathBuf> {
-    p.say("cargo build --release (agent, probe, hcall: static)");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    // crt-static on the gnu target gives self-contained binaries without
-    // installing another Rust target; --target keeps the flag away from
-    // build scripts and proc macros.
-    cmd!(
-        sh,
-        "{cargo} build --quiet --release --target {GUEST_TARGET} -p agent -p probe -p hcall"
-    )
-    .quiet()
-    .env("RUSTFLAGS", "-C target-feature=+crt-static")
-    .run()
-    .context("build the static guest programs")?;
-    Ok(layout::target().join(GUEST_TARGET).join("release"))
-}
-
 /// Writes what each test program in L2 printed (relayed in the report) to
 /// l2test-<name>.log, where the checks point.
 fn save_l2_tests(report: &str, run_dir: &Path) -> Result<()> {
     for event in report.lines().filter_map(proto::Event::from_line) {
         if let proto::Event::L2Test { name, output, .. } = event {
-            std::fs::write(run_dir.join(format!("l2test-{name}.log")), output)
+            fs_err::write(run_dir.join(format!("l2test-{name}.log")), output)
                 .context("save an L2 test's output")?;
         }
     }
@@ -555,23 +410,18 @@ fn stock_guest(
     sh: &Shell,
     run_dir: &Path,
     p: &crate::stage::Progress,
-) -> Result<Result<(stock::Stock, module::Module), String>> {
+) -> Result<Scenario<(stock::Stock, module::Module)>> {
     let stock = match stock::ensure(sh, p)? {
-        Ok(stock) => stock,
-        Err(why) => {
+        Scenario::Runs(stock) => stock,
+        Scenario::Skipped(why) => {
             println!("    SKIP the stock-kernel guest: {why}");
-            return Ok(Err(why));
+            return Ok(Scenario::Skipped(why));
         }
     };
     let dir = layout::kernels().join(format!("stock-{}.guest-module", stock.release));
     let log = run_dir.join("build-stock-guest-module.log");
     let module = module::build(sh, &stock.headers, &stock.release, &dir, &log, p)?;
-    Ok(Ok((stock, module)))
-}
-
-/// This machine's TSC frequency; under TCG it is L1's too.
-fn host_tsc_khz() -> Option<u64> {
-    proto::tsc_khz(&std::fs::read_to_string("/proc/cpuinfo").ok()?)
+    Ok(Scenario::Runs((stock, module)))
 }
 
 /// L1's extra kernel parameters.
@@ -582,7 +432,7 @@ pub fn l1_params(accel: Accel) -> Vec<String> {
         // Under TCG, without ACPI's HPET, some kernels (6.1) fail to
         // calibrate the TSC against the PIT and mark it unstable; TCG's TSC
         // runs at the host's rate, so hand that over.
-        if let Some(khz) = host_tsc_khz() {
+        if let Some(khz) = images::host_tsc_khz() {
             params.push(format!("tsc_early_khz={khz}"));
             params.push("tsc=reliable".into());
         }
@@ -590,47 +440,9 @@ pub fn l1_params(accel: Accel) -> Vec<String> {
     params
 }
 
-/// The syscall number the series assigns, from its syscall_64.tbl hunk.
-fn nr_from_series(series: &Series) -> Result<Option<i64>> {
-    for path in series.paths() {
-        let text = std::fs::read_to_string(&path)?;
-        if let Some(nr) = nr_from_patch(&text) {
-            return Ok(Some(nr));
-        }
-    }
-    Ok(None)
-}
-
-/// The x86-64 system call table, relative to a kernel tree.
-const SYSCALL_TABLE: &str = "arch/x86/entry/syscalls/syscall_64.tbl";
-
-/// The lowest number the table leaves free. Every series so far gave
-/// hello_hypercall that number (335 on 6.1, 336 on 6.12, 337 on 7.3): the
-/// end of x86-64's own block, below the numbers shared by all
-/// architectures (424 on).
-fn lowest_free_nr(table: &str) -> Option<i64> {
-    let used: std::collections::BTreeSet<i64> = table
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
-        .collect();
-    if used.is_empty() {
-        return None;
-    }
-    (0..).find(|n| !used.contains(n))
-}
-
-fn nr_from_patch(text: &str) -> Option<i64> {
-    text.lines().find_map(|l| {
-        let mut w = l.strip_prefix('+')?.split_whitespace();
-        let nr = w.next()?.parse().ok()?;
-        (w.next().is_some() && w.next() == Some("hello_hypercall")).then_some(nr)
-    })
-}
-
 /// KVM_HC_HELLO_HYPERCALL as the host tree defines it.
 fn hypercall_nr(tree: &Path) -> Option<u64> {
-    let text = std::fs::read_to_string(tree.join("include/uapi/linux/kvm_para.h")).ok()?;
+    let text = fs_err::read_to_string(tree.join("include/uapi/linux/kvm_para.h")).ok()?;
     text.lines().find_map(|l| {
         let mut w = l.split_whitespace();
         (w.next() == Some("#define") && w.next() == Some("KVM_HC_HELLO_HYPERCALL"))
@@ -674,28 +486,6 @@ mod tests {
         assert_eq!(
             super::run_dir_name("20261202-011003-7.3-patched", 2),
             "20261202-011003-7.3-patched-2"
-        );
-    }
-
-    use super::*;
-
-    #[test]
-    fn a_base_without_series_gets_its_lowest_free_number() {
-        let table = "# comment 9\n0\tcommon\tread\t\tsys_read\n1\tcommon\twrite\t\tsys_write\n\n\
-                     2\tcommon\topen\t\tsys_open\n424\tcommon\tpidfd_send_signal\tsys_pidfd_send_signal\n";
-        assert_eq!(lowest_free_nr(table), Some(3));
-        assert_eq!(lowest_free_nr("# only comments\n"), None);
-    }
-
-    #[test]
-    fn syscall_number_from_the_table_hunk() {
-        let patch =
-            "+++ b/arch/x86/entry/syscalls/syscall_64.tbl\n 335\tcommon\turetprobe\t\tsys_uretprobe\n\
-                     +336\tcommon\thello_hypercall\t\tsys_hello_hypercall\n";
-        assert_eq!(nr_from_patch(patch), Some(336));
-        assert_eq!(
-            nr_from_patch("+asmlinkage long sys_hello_hypercall(void);\n"),
-            None
         );
     }
 }

@@ -61,13 +61,13 @@ pub fn run() -> Result<ExitCode> {
 
 /// This xtask, started as a child with `args`; its output goes to `log`.
 fn xtask(args: &[&str], log: &Path) -> Result<Child> {
-    let out = std::fs::File::create(log).with_context(|| format!("create {}", log.display()))?;
+    let out = fs_err::File::create(log).with_context(|| format!("create {}", log.display()))?;
     Command::new(std::env::current_exe().context("find xtask's own path")?)
         .args(args)
         .current_dir(layout::root())
         .stdin(Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out)
+        .stdout(out.try_clone()?.into_file())
+        .stderr(out.into_file())
         .spawn()
         .context("start xtask")
 }
@@ -90,7 +90,7 @@ fn wait(child: &mut Child, timeout: Duration) -> Result<Option<i32>> {
 
 fn dir() -> Result<PathBuf> {
     let dir = layout::xtask().join("faults");
-    std::fs::create_dir_all(&dir).context("create target/xtask/faults")?;
+    fs_err::create_dir_all(&dir).context("create target/xtask/faults")?;
     Ok(dir)
 }
 
@@ -103,14 +103,14 @@ fn run_dir_of(log: &str) -> Option<PathBuf> {
 
 /// Processes whose command line mentions `needle`: what a run left behind.
 fn processes_mentioning(needle: &str) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
+    let Ok(entries) = fs_err::read_dir("/proc") else {
         return Vec::new();
     };
     entries
         .flatten()
         .filter_map(|e| {
             let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmdline = fs_err::read(e.path().join("cmdline")).ok()?;
             let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
             (pid != std::process::id() && text.contains(needle)).then(|| format!("{pid}: {text}"))
         })
@@ -118,7 +118,7 @@ fn processes_mentioning(needle: &str) -> Vec<String> {
 }
 
 fn report_of(run_dir: &Path) -> Result<serde_json::Value> {
-    let text = std::fs::read_to_string(run_dir.join("report.json"))
+    let text = fs_err::read_to_string(run_dir.join("report.json"))
         .with_context(|| format!("no report.json in {}", run_dir.display()))?;
     Ok(serde_json::from_str(&text)?)
 }
@@ -137,9 +137,9 @@ fn interrupt_during_boot(signal: &str, name: &str) -> Result<String> {
     // Wait for the boot: L1's console has output.
     let start = Instant::now();
     let run_dir = loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let text = fs_err::read_to_string(&log).unwrap_or_default();
         if let Some(dir) = run_dir_of(&text) {
-            let console = std::fs::metadata(dir.join("l1-console.log")).map_or(0, |m| m.len());
+            let console = fs_err::metadata(dir.join("l1-console.log")).map_or(0, |m| m.len());
             if console > 0 {
                 break dir;
             }
@@ -166,7 +166,7 @@ fn interrupt_during_boot(signal: &str, name: &str) -> Result<String> {
     if report["interrupted"] != name {
         bail!("report.json says interrupted = {}", report["interrupted"]);
     }
-    let console = std::fs::metadata(run_dir.join("l1-console.log")).map_or(0, |m| m.len());
+    let console = fs_err::metadata(run_dir.join("l1-console.log")).map_or(0, |m| m.len());
     if console == 0 {
         bail!("L1's console log is gone");
     }
@@ -180,7 +180,7 @@ fn killed_l2() -> Result<String> {
     let log = dir()?.join("kill-l2.log");
     let mut child = xtask(&["e2e", "--kernel", KERNEL, "--fault", "kill-l2-main"], &log)?;
     let code = wait(&mut child, Duration::from_secs(900))?;
-    let text = std::fs::read_to_string(&log)?;
+    let text = fs_err::read_to_string(&log)?;
     let run_dir = run_dir_of(&text).context("the run named no run directory")?;
     if code != Some(1) {
         bail!("exit {code:?}, not 1 (FAIL); see {}", log.display());
@@ -195,24 +195,24 @@ fn killed_l2() -> Result<String> {
 fn corrupt_patch() -> Result<String> {
     let dir = dir()?.join("corrupt-series");
     if dir.exists() {
-        std::fs::remove_dir_all(&dir)?;
+        fs_err::remove_dir_all(&dir)?;
     }
-    std::fs::create_dir_all(&dir)?;
+    fs_err::create_dir_all(&dir)?;
     let own = layout::series_dir(crate::flags::KernelVersion::V6_12);
     let series = crate::patches::Series::load(&own)?;
-    std::fs::copy(own.join("series"), dir.join("series"))?;
+    fs_err::copy(own.join("series"), dir.join("series"))?;
     for p in &series.patches {
-        std::fs::copy(own.join(p), dir.join(p))?;
+        fs_err::copy(own.join(p), dir.join(p))?;
     }
     // Cut the third patch in the middle of its diff, as a bad download or
     // a mangling mailer would: git am must stop there.
     let victim = dir.join(&series.patches[2]);
-    let text = std::fs::read_to_string(&victim)?;
+    let text = fs_err::read_to_string(&victim)?;
     let at = text.find("\n@@").context("the third patch has no hunk")?;
     // Through the hunk header and the line after it, then a line that no
     // diff has.
     let keep: usize = text[at + 1..].split_inclusive('\n').take(2).map(str::len).sum();
-    std::fs::write(
+    fs_err::write(
         &victim,
         format!("{}garbage that is no diff\n", &text[..at + 1 + keep]),
     )?;
@@ -220,7 +220,7 @@ fn corrupt_patch() -> Result<String> {
     let series_arg = dir.display().to_string();
     let mut child = xtask(&["e2e", "--kernel", KERNEL, "--series", &series_arg], &log)?;
     let code = wait(&mut child, Duration::from_secs(600))?;
-    let text = std::fs::read_to_string(&log)?;
+    let text = fs_err::read_to_string(&log)?;
     let run_dir = run_dir_of(&text).context("the run named no run directory")?;
     let detail = check_detail(&report_of(&run_dir)?, "stage_patch").context("no check named stage_patch")?;
     let name = series.patches[2].as_str();
@@ -237,22 +237,22 @@ fn full_disk() -> Result<String> {
     let sh = Shell::new()?;
     let base = dir()?.join("disk-series");
     if base.exists() {
-        std::fs::remove_dir_all(&base)?;
+        fs_err::remove_dir_all(&base)?;
     }
-    std::fs::create_dir_all(&base)?;
+    fs_err::create_dir_all(&base)?;
     let own = layout::series_dir(crate::flags::KernelVersion::V6_12);
     let series = crate::patches::Series::load(&own)?;
     // The project's series with one more comment line in its list: another
     // digest, so its tree and build directories are its own.
-    let list = std::fs::read_to_string(own.join("series"))?;
-    std::fs::write(base.join("series"), format!("{list}# faults: a full disk\n"))?;
+    let list = fs_err::read_to_string(own.join("series"))?;
+    fs_err::write(base.join("series"), format!("{list}# faults: a full disk\n"))?;
     for p in &series.patches {
-        std::fs::copy(own.join(p), base.join(p))?;
+        fs_err::copy(own.join(p), base.join(p))?;
     }
     let copy = crate::patches::Series::load(&base)?;
     let variant = format!("{KERNEL}-series-{}", &copy.digest()?[..12]);
     let build = layout::kernels().join(format!("{variant}-host"));
-    std::fs::create_dir_all(&build)?;
+    fs_err::create_dir_all(&build)?;
     // 64 MiB: room for the config, none for the objects of a kernel.
     cmd!(sh, "mount -t tmpfs -o size=64m hh-faults {build}")
         .quiet()
@@ -263,7 +263,7 @@ fn full_disk() -> Result<String> {
     let result = (|| -> Result<String> {
         let mut child = xtask(&["e2e", "--kernel", KERNEL, "--series", &series_arg], &log)?;
         let code = wait(&mut child, Duration::from_secs(1800))?;
-        let text = std::fs::read_to_string(&log)?;
+        let text = fs_err::read_to_string(&log)?;
         let run_dir = run_dir_of(&text).context("the run named no run directory")?;
         let report = report_of(&run_dir)?;
         let detail = check_detail(&report, "stage_build").context("no check named stage_build")?;
@@ -280,16 +280,16 @@ fn full_disk() -> Result<String> {
     })();
     let _ = cmd!(sh, "umount {build}").quiet().ignore_status().run();
     // The series' own tree and builds: nothing else uses them.
-    let _ = std::fs::remove_dir_all(&build);
-    let _ = std::fs::remove_dir_all(layout::kernels().join(format!("{variant}-guest")));
-    let _ = std::fs::remove_dir_all(layout::kernels().join(format!("{variant}-host.kconfig")));
-    let _ = std::fs::remove_dir_all(layout::kernels().join(format!("{variant}-guest.kconfig")));
+    let _ = fs_err::remove_dir_all(&build);
+    let _ = fs_err::remove_dir_all(layout::kernels().join(format!("{variant}-guest")));
+    let _ = fs_err::remove_dir_all(layout::kernels().join(format!("{variant}-host.kconfig")));
+    let _ = fs_err::remove_dir_all(layout::kernels().join(format!("{variant}-guest.kconfig")));
     let worktree = layout::sources().join(&variant);
     let _ = cmd!(sh, "git -C {worktree} worktree remove --force {worktree}")
         .quiet()
         .ignore_status()
         .run();
-    let _ = std::fs::remove_file(layout::sources().join(format!("{variant}.stamp")));
+    let _ = fs_err::remove_file(layout::sources().join(format!("{variant}.stamp")));
     result
 }
 
@@ -299,12 +299,19 @@ fn l1_test_paths() -> Result<String> {
     let log = dir()?.join("l1-test-paths.log");
     let mut child = xtask(&["e2e", "--kernel", KERNEL, "--l1-test", &test], &log)?;
     let code = wait(&mut child, Duration::from_secs(900))?;
-    let text = std::fs::read_to_string(&log)?;
+    let text = fs_err::read_to_string(&log)?;
     let run_dir = run_dir_of(&text).context("the run named no run directory")?;
     if code != Some(0) {
         bail!("exit {code:?}, not 0; see {}", run_dir.display());
     }
-    let name = proto::l1_test_name(&test);
+    let config: proto::AgentConfig =
+        serde_json::from_str(&fs_err::read_to_string(run_dir.join(proto::AGENT_CONFIG))?)?;
+    let name = config
+        .l1_extra_tests
+        .first()
+        .context("agent.json lists no extra test")?
+        .name
+        .clone();
     if name.contains('/') {
         bail!("the test's name {name:?} holds a path separator");
     }

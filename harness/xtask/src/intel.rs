@@ -105,7 +105,7 @@ pub fn pipeline(
         Vec::new()
     };
     let tests = stages.run("images", |p| {
-        let bin = e2e::guest_programs(sh, p)?;
+        let bin = crate::images::guest_programs(sh, p)?;
         image::initramfs(
             sh,
             &bin,
@@ -129,9 +129,9 @@ pub fn pipeline(
     let outcome = stages.run("boot", |p| {
         p.say(format!("L1 under Bochs, {} (VMX)", bochs::MODEL));
         let rc = run_dir.join("bochsrc");
-        std::fs::write(&rc, bochs::bochsrc(&machine)).context("write the bochsrc")?;
+        fs_err::write(&rc, bochs::bochsrc(&machine)).context("write the bochsrc")?;
         let commands = run_dir.join("bochs-debugger.rc");
-        std::fs::write(&commands, bochs::DEBUGGER_COMMANDS).context("write the debugger commands")?;
+        fs_err::write(&commands, bochs::DEBUGGER_COMMANDS).context("write the debugger commands")?;
         let outcome = bochs::run(
             &rc,
             &commands,
@@ -147,14 +147,14 @@ pub fn pipeline(
         Ok(outcome)
     })?;
     stages.run("verdict", |_| {
-        let read = |name: &str| std::fs::read_to_string(run_dir.join(name)).unwrap_or_default();
+        let read = |name: &str| fs_err::read_to_string(run_dir.join(name)).unwrap_or_default();
         let report = read("l1-report.log");
         judge::save_files(&report, run_dir)?;
         let evidence = judge::Evidence {
             outcome,
             console: read("l1-console.log"),
             report,
-            trace: std::fs::read_to_string(run_dir.join("trace.txt")).ok(),
+            trace: fs_err::read_to_string(run_dir.join("trace.txt")).ok(),
             tests: tests
                 .iter()
                 .map(|name| (name.clone(), read(&format!("l1test-{name}.log"))))

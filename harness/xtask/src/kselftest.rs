@@ -15,6 +15,7 @@ use xshell::{cmd, Shell};
 use crate::build::Plan;
 use crate::patches::hex;
 use crate::stage::Progress;
+use crate::stamp::Stamp;
 use crate::verdict::Kselftest;
 
 /// The test, relative to the kernel tree.
@@ -64,15 +65,15 @@ pub fn build(sh: &Shell, guest: &Plan, log: &Path, progress: &Progress) -> Resul
         .context("run gcc --version")?;
     let mut h = Sha256::new();
     h.update(&guest.key);
-    h.update(std::fs::read(&source).with_context(|| format!("read {}", source.display()))?);
+    h.update(fs_err::read(&source).with_context(|| format!("read {}", source.display()))?);
     h.update(compiler.lines().next().unwrap_or_default());
     h.update(args.join(" "));
     let key = hex(&h.finalize());
-    let stamp = dir.join("hh-stamp");
+    let stamp = Stamp::in_dir(&dir);
     let warnings_file = dir.join("hh-warnings");
-    if binary.exists() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(&key) {
+    if binary.exists() && stamp.holds(&key) {
         progress.cached();
-        let warnings = std::fs::read_to_string(&warnings_file).unwrap_or_default();
+        let warnings = fs_err::read_to_string(&warnings_file).unwrap_or_default();
         return Ok(Built {
             binary: Some(binary),
             status: Kselftest::Built {
@@ -80,8 +81,8 @@ pub fn build(sh: &Shell, guest: &Plan, log: &Path, progress: &Progress) -> Resul
             },
         });
     }
-    std::fs::create_dir_all(&dir).context("create the kselftest's directory")?;
-    let _ = std::fs::remove_file(&stamp);
+    fs_err::create_dir_all(&dir).context("create the kselftest's directory")?;
+    stamp.clear();
     let mut text = String::new();
 
     progress.say("make headers (guest)");
@@ -93,7 +94,7 @@ pub fn build(sh: &Shell, guest: &Plan, log: &Path, progress: &Progress) -> Resul
     text.push_str(&String::from_utf8_lossy(&made.stdout));
     text.push_str(&String::from_utf8_lossy(&made.stderr));
     if !made.status.success() {
-        std::fs::write(log, &text)?;
+        fs_err::write(log, &text)?;
         return Ok(failed(log, "make headers failed"));
     }
 
@@ -106,7 +107,7 @@ pub fn build(sh: &Shell, guest: &Plan, log: &Path, progress: &Progress) -> Resul
         String::from_utf8_lossy(&compiled.stderr)
     );
     text.push_str(&diagnostics);
-    std::fs::write(log, &text)?;
+    fs_err::write(log, &text)?;
     if !compiled.status.success() {
         return Ok(failed(log, "gcc failed"));
     }
@@ -115,8 +116,8 @@ pub fn build(sh: &Shell, guest: &Plan, log: &Path, progress: &Progress) -> Resul
         .filter(|l| l.contains("warning:"))
         .map(String::from)
         .collect();
-    std::fs::write(&warnings_file, warnings.join("\n"))?;
-    std::fs::write(&stamp, key)?;
+    fs_err::write(&warnings_file, warnings.join("\n"))?;
+    stamp.write(&key)?;
     Ok(Built {
         binary: Some(binary),
         status: Kselftest::Built { warnings },

@@ -113,12 +113,12 @@ pub fn vendor_from_cpuinfo(cpuinfo: &str) -> Option<Vendor> {
 impl HostFacts {
     /// Reads /proc/cpuinfo, /dev/kvm and the vendor module's parameter.
     pub fn read() -> HostFacts {
-        let vendor = std::fs::read_to_string("/proc/cpuinfo")
+        let vendor = fs_err::read_to_string("/proc/cpuinfo")
             .ok()
             .and_then(|c| vendor_from_cpuinfo(&c));
         let dev_kvm = if !Path::new("/dev/kvm").exists() {
             DevKvm::Missing
-        } else if std::fs::OpenOptions::new()
+        } else if fs_err::OpenOptions::new()
             .read(true)
             .write(true)
             .open("/dev/kvm")
@@ -129,7 +129,7 @@ impl HostFacts {
             DevKvm::NoAccess
         };
         let nested = vendor.and_then(|v| {
-            std::fs::read_to_string(format!("/sys/module/{}/parameters/nested", v.module())).ok()
+            fs_err::read_to_string(format!("/sys/module/{}/parameters/nested", v.module())).ok()
         });
         HostFacts {
             vendor,

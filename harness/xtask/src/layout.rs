@@ -70,15 +70,18 @@ impl KernelVersion {
 
 /// Holds target/xtask/lock for the life of a run: two runs would build in
 /// the same kernel build directories and corrupt them.
-pub struct RunLock(#[allow(dead_code)] std::fs::File);
+pub struct RunLock {
+    /// Never read: the lock lasts as long as the file stays open.
+    _file: fs_err::File,
+}
 
 pub fn lock() -> anyhow::Result<RunLock> {
     use anyhow::Context;
-    std::fs::create_dir_all(xtask())?;
-    let file = std::fs::File::create(xtask().join("lock")).context("create target/xtask/lock")?;
+    fs_err::create_dir_all(xtask())?;
+    let file = fs_err::File::create(xtask().join("lock")).context("create target/xtask/lock")?;
     if file.try_lock().is_err() {
         println!("waiting for another cargo xtask run in this checkout to finish...");
         file.lock().context("lock target/xtask/lock")?;
     }
-    Ok(RunLock(file))
+    Ok(RunLock { _file: file })
 }

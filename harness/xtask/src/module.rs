@@ -11,6 +11,7 @@ use xshell::{cmd, Shell};
 use crate::layout;
 use crate::patches::hex;
 use crate::stage::Progress;
+use crate::stamp::Stamp;
 
 const SOURCES: &[&str] = &["Kbuild", "Makefile", "hello_hypercall.c", "hello_hypercall.h"];
 
@@ -35,25 +36,25 @@ pub fn build(
     let mut h = Sha256::new();
     h.update(kernel_key);
     for f in SOURCES {
-        h.update(std::fs::read(src.join(f)).with_context(|| format!("read guest-module/{f}"))?);
+        h.update(fs_err::read(src.join(f)).with_context(|| format!("read guest-module/{f}"))?);
     }
     let key = hex(&h.finalize());
-    let stamp = dir.join("hh-stamp");
+    let stamp = Stamp::in_dir(dir);
     let warnings_file = dir.join("hh-warnings");
-    if ko.exists() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(&key) {
+    if ko.exists() && stamp.holds(&key) {
         progress.cached();
-        let warnings = std::fs::read_to_string(&warnings_file).unwrap_or_default();
+        let warnings = fs_err::read_to_string(&warnings_file).unwrap_or_default();
         return Ok(Module {
             ko,
             warnings: warnings.lines().map(String::from).collect(),
         });
     }
     if dir.exists() {
-        std::fs::remove_dir_all(dir)?;
+        fs_err::remove_dir_all(dir)?;
     }
     sh.create_dir(dir)?;
     for f in SOURCES {
-        std::fs::copy(src.join(f), dir.join(f))?;
+        fs_err::copy(src.join(f), dir.join(f))?;
     }
     progress.say("make M=guest-module W=1 modules");
     let out = cmd!(sh, "make -C {kdir} M={dir} W=1 modules")
@@ -65,7 +66,7 @@ pub fn build(
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    std::fs::write(log, &text)?;
+    fs_err::write(log, &text)?;
     if !out.status.success() {
         bail!(
             "building guest-module failed; last lines of {}:\n{}",
@@ -78,7 +79,7 @@ pub fn build(
         .filter(|l| l.contains("warning:"))
         .map(String::from)
         .collect();
-    std::fs::write(&warnings_file, warnings.join("\n"))?;
-    std::fs::write(&stamp, key)?;
+    fs_err::write(&warnings_file, warnings.join("\n"))?;
+    stamp.write(&key)?;
     Ok(Module { ko, warnings })
 }

@@ -17,9 +17,10 @@ use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use xshell::{cmd, Shell};
 
-use crate::flags::{KernelArgs, PatchesArgs};
+use crate::flags::PatchesArgs;
 use crate::source::{self, Source};
 use crate::stage::{Progress, Stages};
+use crate::stamp::Stamp;
 use crate::{deps, layout};
 
 /// A series: the patches of one kernel version in apply order.
@@ -32,7 +33,7 @@ pub struct Series {
 
 impl Series {
     pub fn load(dir: &Path) -> Result<Series> {
-        let text = std::fs::read_to_string(dir.join("series"))
+        let text = fs_err::read_to_string(dir.join("series"))
             .with_context(|| format!("read {}/series", dir.display()))?;
         let (base_line, patches) = parse_series(&text);
         if patches.is_empty() {
@@ -64,9 +65,9 @@ impl Series {
     /// A digest of everything that decides the patched tree.
     pub fn digest(&self) -> Result<String> {
         let mut h = Sha256::new();
-        h.update(std::fs::read(self.dir.join("series"))?);
+        h.update(fs_err::read(self.dir.join("series"))?);
         for p in self.paths() {
-            h.update(std::fs::read(&p).with_context(|| format!("read {}", p.display()))?);
+            h.update(fs_err::read(&p).with_context(|| format!("read {}", p.display()))?);
         }
         Ok(hex(&h.finalize()))
     }
@@ -105,9 +106,9 @@ pub fn parse_series(text: &str) -> (String, Vec<String>) {
 pub fn apply(sh: &Shell, source: &Source, series: &Series, progress: &Progress) -> Result<PathBuf> {
     let variant = variant(source, series)?;
     let worktree = layout::sources().join(&variant);
-    let stamp = layout::sources().join(format!("{variant}.stamp"));
+    let stamp = Stamp::at(layout::sources().join(format!("{variant}.stamp")));
     let key = format!("{} {}", source.base, series.digest()?);
-    if worktree.exists() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(&key) {
+    if worktree.exists() && stamp.holds(&key) {
         progress.cached();
         return Ok(worktree);
     }
@@ -120,12 +121,12 @@ pub fn apply(sh: &Shell, source: &Source, series: &Series, progress: &Progress) 
         }
     }
     let scratch = scratch(source);
-    let _ = std::fs::remove_file(&stamp);
+    stamp.clear();
     let commits = am(sh, source, series, &scratch, progress)?;
     let patched = commits.last().cloned().unwrap_or_else(|| source.base.clone());
     progress.say("check out the patched tree");
     checkout(sh, source, &worktree, &patched, progress)?;
-    std::fs::write(&stamp, key)?;
+    stamp.write(&key)?;
     Ok(worktree)
 }
 
@@ -276,7 +277,7 @@ pub fn am_failure(output: &str, series: &Series) -> String {
 
 /// What checkpatch said of one patch.
 #[derive(Debug, Default, PartialEq)]
-pub struct Verdict {
+pub struct CheckpatchFindings {
     pub errors: u32,
     pub warnings: u32,
     pub checks: u32,
@@ -285,8 +286,8 @@ pub struct Verdict {
 }
 
 /// Reads checkpatch's `--show-types` output.
-pub fn parse_checkpatch(output: &str) -> Verdict {
-    let mut v = Verdict::default();
+pub fn parse_checkpatch(output: &str) -> CheckpatchFindings {
+    let mut v = CheckpatchFindings::default();
     for line in output.lines() {
         for level in ["ERROR:", "WARNING:", "CHECK:"] {
             if let Some(rest) = line.strip_prefix(level) {
@@ -313,8 +314,12 @@ pub fn parse_checkpatch(output: &str) -> Verdict {
 
 /// Runs checkpatch --strict on every patch. Each warning or check type must
 /// be named in the cover letter, which is where it is justified.
-pub fn checkpatch(sh: &Shell, tree: &Path, series: &Series) -> Result<Vec<(String, Verdict, Vec<String>)>> {
-    let cover = std::fs::read_to_string(series.dir.join("0000-cover-letter.patch"))
+pub fn checkpatch(
+    sh: &Shell,
+    tree: &Path,
+    series: &Series,
+) -> Result<Vec<(String, CheckpatchFindings, Vec<String>)>> {
+    let cover = fs_err::read_to_string(series.dir.join("0000-cover-letter.patch"))
         .context("read the cover letter")?;
     let mut results = Vec::new();
     for (name, path) in series.patches.iter().zip(series.paths()) {
@@ -331,7 +336,7 @@ pub fn checkpatch_one(
     tree: &Path,
     patch: &Path,
     cover: &str,
-) -> Result<(Verdict, Vec<String>, String)> {
+) -> Result<(CheckpatchFindings, Vec<String>, String)> {
     let script = tree.join("scripts/checkpatch.pl");
     let _dir = sh.push_dir(tree);
     // spdxcheck.py needs Debian's python3 and its ply and git modules,
@@ -366,9 +371,7 @@ pub fn run(args: &PatchesArgs) -> Result<ExitCode> {
     let source = stages.run("source", |p| source::prepare(&sh, &args.kernel, p))?;
     let series = Series::load(&args.kernel.series_dir())?;
     stages.run("patch", |p| apply(&sh, &source, &series, p))?;
-    let clean = stages.run("checkpatch", |_| {
-        report_checkpatch(&sh, &source, &series, &args.kernel)
-    })?;
+    let clean = stages.run("checkpatch", |_| report_checkpatch(&sh, &source, &series))?;
     Ok(if clean {
         ExitCode::SUCCESS
     } else {
@@ -377,7 +380,7 @@ pub fn run(args: &PatchesArgs) -> Result<ExitCode> {
 }
 
 /// Prints checkpatch's counts per patch; true when nothing is unjustified.
-pub fn report_checkpatch(sh: &Shell, source: &Source, series: &Series, _args: &KernelArgs) -> Result<bool> {
+pub fn report_checkpatch(sh: &Shell, source: &Source, series: &Series) -> Result<bool> {
     let results = checkpatch(sh, &source.repo, series)?;
     let mut clean = true;
     for (name, v, unjustified) in &results {
@@ -464,7 +467,7 @@ mod tests {
                    #42: FILE: arch/x86/kvm/x86.c:9700:\n\ntotal: 0 errors, 1 warnings, 0 checks, 120 lines checked\n";
         assert_eq!(
             parse_checkpatch(out),
-            Verdict {
+            CheckpatchFindings {
                 errors: 0,
                 warnings: 1,
                 checks: 0,

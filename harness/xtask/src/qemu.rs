@@ -169,46 +169,41 @@ struct Reaper(Child);
 
 impl Drop for Reaper {
     fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
+        proto::reap::kill(&mut self.0);
     }
 }
 
 /// Runs QEMU until it exits or the deadline passes. QEMU's own stderr goes
 /// to `stderr_log`.
 pub fn run(qemu: &Path, args: &[String], stderr_log: &Path, timeout: Duration) -> Result<Outcome> {
-    let stderr = std::fs::File::create(stderr_log)?;
+    let stderr = fs_err::File::create(stderr_log)?;
     let started = Instant::now();
     let child = Command::new(qemu)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(stderr)
+        .stderr(stderr.into_file())
         .spawn()
         .with_context(|| format!("start {}", qemu.display()))?;
     let mut child = Reaper(child);
-    loop {
-        if let Some(status) = child.0.try_wait()? {
-            return Ok(Outcome {
-                code: status.code(),
-                timed_out: false,
-            });
-        }
-        if started.elapsed() >= timeout {
-            drop(child);
-            return Ok(Outcome {
-                code: None,
-                timed_out: true,
-            });
-        }
-        // SIGINT or SIGTERM: QEMU goes now, the run reports INTERRUPTED.
-        if let Some(signal) = crate::interrupt::caught() {
-            drop(child);
-            anyhow::bail!("interrupted by {signal}: QEMU stopped");
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    // SIGINT or SIGTERM: QEMU goes now, and the run reports INTERRUPTED.
+    let ended = proto::reap::wait_until(&mut child.0, started + timeout, Duration::from_millis(50), || {
+        crate::interrupt::caught().is_some()
+    })
+    .context("wait for QEMU")?;
+    match ended {
+        proto::reap::Ended::Exited(status) => Ok(Outcome {
+            code: status.code(),
+            timed_out: false,
+        }),
+        proto::reap::Ended::Deadline => Ok(Outcome {
+            code: None,
+            timed_out: true,
+        }),
+        proto::reap::Ended::Stopped => anyhow::bail!(
+            "interrupted by {}: QEMU stopped",
+            crate::interrupt::caught().unwrap_or("a signal")
+        ),
     }
 }
 
@@ -234,11 +229,11 @@ pub fn probe_kvm(qemu: &Path, kernel: &Path, dir: &Path) -> Result<(), String> {
         Duration::from_secs(60),
     )
     .map_err(|e| format!("{e:#}"))?;
-    let console = std::fs::read_to_string(&log).unwrap_or_default();
+    let console = fs_err::read_to_string(&log).unwrap_or_default();
     if console.contains("Kernel panic - not syncing: VFS") {
         return Ok(());
     }
-    let why = std::fs::read_to_string(dir.join("kvm-probe-qemu.log")).unwrap_or_default();
+    let why = fs_err::read_to_string(dir.join("kvm-probe-qemu.log")).unwrap_or_default();
     let why = why.lines().last().unwrap_or("no output").to_string();
     Err(format!(
         "a test boot under KVM did not reach the kernel's root mount (QEMU exit {:?}: {why})",

@@ -79,9 +79,9 @@ impl Report {
         let json = serde_json::to_string_pretty(self)?;
         let xml = self.junit().to_string().context("render JUnit XML")?;
         for dir in dirs {
-            std::fs::create_dir_all(dir)?;
-            std::fs::write(dir.join("report.json"), &json)?;
-            std::fs::write(dir.join("report.xml"), &xml)?;
+            fs_err::create_dir_all(dir)?;
+            fs_err::write(dir.join("report.json"), &json)?;
+            fs_err::write(dir.join("report.xml"), &xml)?;
         }
         Ok(())
     }

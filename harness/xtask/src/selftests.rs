@@ -9,6 +9,7 @@ use xshell::{cmd, Shell};
 
 use crate::build::Plan;
 use crate::stage::Progress;
+use crate::stamp::Stamp;
 
 /// The tests the series adds or extends. Their file names name their logs
 /// and checks, the same on every base.
@@ -25,8 +26,8 @@ pub fn build(sh: &Shell, host: &Plan, log: &Path, progress: &Progress) -> Result
     let kvm = host.src.join("tools/testing/selftests/kvm");
     let x86 = x86_dir_of(&kvm)?;
     let bins: Vec<PathBuf> = TESTS.iter().map(|t| out.join(&x86).join(t)).collect();
-    let stamp = out.join("hh-stamp");
-    if bins.iter().all(|b| b.exists()) && std::fs::read_to_string(&stamp).ok().as_deref() == Some(&host.key) {
+    let stamp = Stamp::in_dir(&out);
+    if bins.iter().all(|b| b.exists()) && stamp.holds(&host.key) {
         progress.cached();
         return Ok(bins);
     }
@@ -62,7 +63,7 @@ pub fn build(sh: &Shell, host: &Plan, log: &Path, progress: &Progress) -> Result
             crate::build::tail(log, 20)
         );
     }
-    std::fs::write(&stamp, &host.key).context("stamp the selftests")?;
+    stamp.write(&host.key).context("stamp the selftests")?;
     Ok(bins)
 }
 
@@ -76,7 +77,7 @@ fn x86_dir_of(kvm: &Path) -> Result<String> {
         .map(|m| kvm.join(m))
         .find(|m| m.exists())
         .with_context(|| format!("{}: no Makefile; is this a kernel tree?", kvm.display()))?;
-    let text = std::fs::read_to_string(&makefile).with_context(|| format!("read {}", makefile.display()))?;
+    let text = fs_err::read_to_string(&makefile).with_context(|| format!("read {}", makefile.display()))?;
     x86_dir(&text).with_context(|| {
         format!(
             "{} lists no x86 {LISTED}: the KVM selftests changed their layout; fix selftests::x86_dir",
@@ -100,7 +101,7 @@ fn x86_dir(makefile: &str) -> Option<String> {
 
 fn append(log: &Path, out: &std::process::Output) -> Result<()> {
     use std::io::Write;
-    let mut f = std::fs::File::options().create(true).append(true).open(log)?;
+    let mut f = fs_err::File::options().create(true).append(true).open(log)?;
     f.write_all(&out.stdout)?;
     f.write_all(&out.stderr)?;
     Ok(())

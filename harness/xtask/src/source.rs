@@ -72,7 +72,7 @@ fn user_tree(sh: &Shell, tree: &Path) -> Result<Source> {
 fn debian(sh: &Shell, version: KernelVersion, progress: &Progress) -> Result<Source> {
     let repo = layout::sources().join(format!("linux-{}", version.name()));
     let stamp = repo.join(".git").join("hh-base");
-    if let Ok(base) = std::fs::read_to_string(&stamp) {
+    if let Ok(base) = fs_err::read_to_string(&stamp) {
         progress.cached();
         return Ok(Source {
             repo,
@@ -98,10 +98,10 @@ fn debian(sh: &Shell, version: KernelVersion, progress: &Progress) -> Result<Sou
     // extraction never looks like a finished one.
     let scratch = layout::sources().join(format!(".extract-{}", version.name()));
     if scratch.exists() {
-        std::fs::remove_dir_all(&scratch).context("remove an old extraction")?;
+        fs_err::remove_dir_all(&scratch).context("remove an old extraction")?;
     }
     if repo.exists() {
-        std::fs::remove_dir_all(&repo).context("remove an unfinished source")?;
+        fs_err::remove_dir_all(&repo).context("remove an unfinished source")?;
     }
     sh.create_dir(&scratch)?;
     progress.say(format!("extract {}", tarball.display()));
@@ -109,9 +109,9 @@ fn debian(sh: &Shell, version: KernelVersion, progress: &Progress) -> Result<Sou
         .quiet()
         .run()
         .context("extract the kernel source")?;
-    std::fs::rename(scratch.join(format!("linux-source-{}", version.name())), &repo)
+    fs_err::rename(scratch.join(format!("linux-source-{}", version.name())), &repo)
         .context("move the extracted source into place")?;
-    std::fs::remove_dir_all(&scratch)?;
+    fs_err::remove_dir_all(&scratch)?;
 
     progress.say("commit the base");
     let version_line = kernel_version(&repo)?;
@@ -137,7 +137,7 @@ fn debian(sh: &Shell, version: KernelVersion, progress: &Progress) -> Result<Sou
         .run()
         .context("commit the base")?;
     let base = cmd!(sh, "git -C {repo} rev-parse HEAD").quiet().read()?;
-    std::fs::write(&stamp, &base)?;
+    fs_err::write(&stamp, &base)?;
     Ok(Source {
         repo,
         base,
@@ -147,7 +147,7 @@ fn debian(sh: &Shell, version: KernelVersion, progress: &Progress) -> Result<Sou
 
 /// "6.12.117", from the top-level Makefile.
 pub fn kernel_version(repo: &Path) -> Result<String> {
-    let makefile = std::fs::read_to_string(repo.join("Makefile")).context("read the kernel Makefile")?;
+    let makefile = fs_err::read_to_string(repo.join("Makefile")).context("read the kernel Makefile")?;
     version_from_makefile(&makefile).context("no VERSION/PATCHLEVEL/SUBLEVEL in the kernel Makefile")
 }
 

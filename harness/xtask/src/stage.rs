@@ -79,6 +79,25 @@ impl Stages {
     }
 }
 
+/// A scenario that needs something this machine may lack (Debian's stock
+/// kernel, say): what it runs with, or why it is skipped here. A skip is
+/// not an error: the stage goes on, and the verdict shows one skipped
+/// check with the reason.
+#[derive(Debug, Clone)]
+pub enum Scenario<T> {
+    Runs(T),
+    Skipped(String),
+}
+
+impl<T> Scenario<T> {
+    pub fn runs(&self) -> Option<&T> {
+        match self {
+            Scenario::Runs(t) => Some(t),
+            Scenario::Skipped(_) => None,
+        }
+    }
+}
+
 /// "4m40s", "2.1s".
 pub fn human(d: Duration) -> String {
     let s = d.as_secs_f64();

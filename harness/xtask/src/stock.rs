@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::stage::Progress;
+use crate::stage::{Progress, Scenario};
 
 /// One installed cloud kernel and its headers.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,12 +22,12 @@ pub struct Stock {
     pub headers: PathBuf,
 }
 
-/// Finds (or, as root, installs) the stock guest; `Err` carries the reason
-/// to skip the scenario, with the command that would enable it.
-pub fn ensure(sh: &Shell, progress: &Progress) -> Result<Result<Stock, String>> {
+/// Finds (or, as root, installs) the stock guest; a skip carries the reason,
+/// with the command that would enable it.
+pub fn ensure(sh: &Shell, progress: &Progress) -> Result<Scenario<Stock>> {
     if let Some(stock) = newest(&installed(Path::new("/boot"), Path::new("/usr/src"))) {
         progress.cached();
-        return Ok(Ok(stock));
+        return Ok(Scenario::Runs(stock));
     }
     let listing = cmd!(
         sh,
@@ -46,7 +46,7 @@ pub fn ensure(sh: &Shell, progress: &Progress) -> Result<Result<Stock, String>> 
         })
         .collect();
     let Some(release) = offered.iter().max_by_key(|r| sublevel(r)) else {
-        return Ok(Err(
+        return Ok(Scenario::Skipped(
             "no linux-image-6.12.*-cloud-amd64-unsigned in the apt lists (run apt-get update)".into(),
         ));
     };
@@ -55,7 +55,7 @@ pub fn ensure(sh: &Shell, progress: &Progress) -> Result<Result<Stock, String>> 
         format!("linux-headers-{release}"),
     ];
     if !cmd!(sh, "id -u").quiet().read().is_ok_and(|u| u.trim() == "0") {
-        return Ok(Err(format!(
+        return Ok(Scenario::Skipped(format!(
             "install the stock guest with: sudo apt-get install {}",
             pkgs.join(" ")
         )));
@@ -67,14 +67,19 @@ pub fn ensure(sh: &Shell, progress: &Progress) -> Result<Result<Stock, String>> 
         .ignore_stdout()
         .run()
         .context("install Debian's cloud kernel")?;
-    Ok(newest(&installed(Path::new("/boot"), Path::new("/usr/src")))
-        .context("the cloud kernel was installed but is not found in /boot and /usr/src")
-        .map_err(|e| format!("{e:#}")))
+    Ok(
+        match newest(&installed(Path::new("/boot"), Path::new("/usr/src"))) {
+            Some(stock) => Scenario::Runs(stock),
+            None => Scenario::Skipped(
+                "the cloud kernel was installed but is not found in /boot and /usr/src".into(),
+            ),
+        },
+    )
 }
 
 /// Installed 6.12 cloud kernels that have their headers.
 fn installed(boot: &Path, src: &Path) -> Vec<Stock> {
-    let Ok(entries) = std::fs::read_dir(boot) else {
+    let Ok(entries) = fs_err::read_dir(boot) else {
         return vec![];
     };
     entries
@@ -123,18 +128,18 @@ mod tests {
     fn only_pairs_with_headers_count() {
         let dir = std::env::temp_dir().join(format!("hh-stock-{}", std::process::id()));
         let (boot, src) = (dir.join("boot"), dir.join("src"));
-        std::fs::create_dir_all(&boot).unwrap();
-        std::fs::create_dir_all(src.join("linux-headers-6.12.5+deb12-cloud-amd64")).unwrap();
-        std::fs::write(src.join("linux-headers-6.12.5+deb12-cloud-amd64/Makefile"), "").unwrap();
+        fs_err::create_dir_all(&boot).unwrap();
+        fs_err::create_dir_all(src.join("linux-headers-6.12.5+deb12-cloud-amd64")).unwrap();
+        fs_err::write(src.join("linux-headers-6.12.5+deb12-cloud-amd64/Makefile"), "").unwrap();
         for r in [
             "6.12.5+deb12-cloud-amd64",
             "6.12.9+deb12-cloud-amd64",
             "6.1.0-56-cloud-amd64",
         ] {
-            std::fs::write(boot.join(format!("vmlinuz-{r}")), "").unwrap();
+            fs_err::write(boot.join(format!("vmlinuz-{r}")), "").unwrap();
         }
         let found = installed(&boot, &src);
-        std::fs::remove_dir_all(&dir).unwrap();
+        fs_err::remove_dir_all(&dir).unwrap();
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].release, "6.12.5+deb12-cloud-amd64");
     }

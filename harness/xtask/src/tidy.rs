@@ -1,5 +1,6 @@
-//! Repository checks, run by `cargo test`: the series is well formed, and
-//! what CI runs is what the README tells users to run.
+//! Repository checks, run by `cargo test`: the series is well formed,
+//! what CI runs is what the README tells users to run, and the source
+//! keeps the rules that a compiler cannot check.
 
 use std::path::Path;
 
@@ -10,7 +11,7 @@ const PREFIXES: &[&str] = &["KVM: x86: ", "KVM: selftests: ", "x86/kvm: ", "self
 
 fn series_dirs() -> Vec<std::path::PathBuf> {
     let dir = layout::root().join("patches");
-    let mut dirs: Vec<_> = std::fs::read_dir(&dir)
+    let mut dirs: Vec<_> = fs_err::read_dir(&dir)
         .expect("patches/ exists")
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.join("series").exists())
@@ -30,14 +31,14 @@ fn every_series_is_well_formed() {
             "{}: the series' first line must name the base commit",
             dir.display()
         );
-        let cover = std::fs::read_to_string(dir.join("0000-cover-letter.patch")).unwrap();
+        let cover = fs_err::read_to_string(dir.join("0000-cover-letter.patch")).unwrap();
         assert!(
             !cover.contains("*** SUBJECT HERE ***") && !cover.contains("*** BLURB HERE ***"),
             "{}: cover letter placeholders",
             dir.display()
         );
         for (i, path) in series.paths().iter().enumerate() {
-            let text = std::fs::read_to_string(path).unwrap();
+            let text = fs_err::read_to_string(path).unwrap();
             let name = path.display();
             let subject = text
                 .lines()
@@ -71,7 +72,7 @@ fn every_series_is_well_formed() {
 #[test]
 fn ci_runs_the_readme_test_command() {
     let root = layout::root();
-    let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    let read = |p: &str| fs_err::read_to_string(root.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
     assert!(
         read(".ci/run").contains("cargo xtask ci"),
         ".ci/run must call cargo xtask ci"
@@ -156,8 +157,8 @@ fn the_workflow_runs_the_readme_commands() {
     use clap::ValueEnum;
 
     let root = layout::root();
-    let readme = readme_commands(&std::fs::read_to_string(root.join("README.md")).unwrap());
-    let workflow = std::fs::read_to_string(root.join(".github/workflows/e2e.yml")).unwrap();
+    let readme = readme_commands(&fs_err::read_to_string(root.join("README.md")).unwrap());
+    let workflow = fs_err::read_to_string(root.join(".github/workflows/e2e.yml")).unwrap();
     let kernels = matrix_kernels(&workflow);
     let every: Vec<&str> = crate::flags::KernelVersion::value_variants()
         .iter()
@@ -210,4 +211,58 @@ jobs:
         matrix_kernels("    matrix:\n        kernel: [\"6.12\", \"6.1\"]\n"),
         ["6.12", "6.1"]
     );
+}
+
+/// Every Rust file of the workspace, for the checks on source text.
+fn rust_files(dir: &Path, found: &mut Vec<std::path::PathBuf>) {
+    for entry in fs_err::read_dir(dir).expect("a readable source tree").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            rust_files(&path, found);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            found.push(path);
+        }
+    }
+}
+
+#[test]
+fn file_errors_name_their_path() {
+    // fs-err's functions say which file failed; std::fs's say only "No
+    // such file or directory". A file made from a pipe has no path, so
+    // that one use of std::fs stays.
+    let mut files = Vec::new();
+    rust_files(&layout::root().join("harness"), &mut files);
+    let mut offenders = Vec::new();
+    for file in &files {
+        let text = fs_err::read_to_string(file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.trim_start();
+            if code.starts_with("//") || !code.contains(concat!("std::", "fs")) {
+                continue;
+            }
+            if !code.contains(concat!("std::", "fs::File::from(")) {
+                offenders.push(format!("{}:{}: {code}", file.display(), n + 1));
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "use fs_err instead:\n{}",
+        offenders.join("\n")
+    );
+}
+
+#[test]
+fn the_code_map_names_every_source_file() {
+    // ARCHITECTURE.md is a newcomer's map: a file it does not name is a
+    // file the newcomer cannot place.
+    let map = fs_err::read_to_string(layout::root().join("ARCHITECTURE.md")).unwrap();
+    let mut files = Vec::new();
+    rust_files(&layout::root().join("harness"), &mut files);
+    let missing: Vec<String> = files
+        .iter()
+        .filter_map(|f| f.file_name()?.to_str().map(String::from))
+        .filter(|name| !map.contains(name.as_str()))
+        .collect();
+    assert!(missing.is_empty(), "ARCHITECTURE.md does not name {missing:?}");
 }

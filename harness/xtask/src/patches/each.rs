@@ -31,12 +31,15 @@
 //! failing make is the reference as well: a prefix fails when make fails
 //! and the base's did not, or on a new diagnostic.
 
+mod checks;
 mod diag;
+mod kernel;
+mod summary;
 mod table;
 mod targets;
 
+use fs_err::File;
 use std::collections::BTreeSet;
-use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -48,6 +51,7 @@ use sha2::{Digest, Sha256};
 use xshell::{cmd, Shell};
 
 use self::diag::{ByStep, MAKE};
+use self::kernel::attribute;
 use self::table::{Outcome, Row, COLUMNS};
 use self::targets::{Dropped, Targets};
 use super::{am, checkout, checkpatch_one, hex, scratch, Series};
@@ -143,7 +147,7 @@ pub fn run(args: &PatchesArgs) -> Result<ExitCode> {
     }
     let report = walk.report();
     print!("{report}");
-    std::fs::write(walk.cache.join("table.txt"), &report).context("write table.txt")?;
+    fs_err::write(walk.cache.join("table.txt"), &report).context("write table.txt")?;
     println!(
         "each on {}: {} ({} checks run, {} inherited from the prefix before, {} from {})",
         source.name,
@@ -251,19 +255,19 @@ fn jobs() -> String {
 impl<'a> Walk<'a> {
     fn new(sh: &'a Shell, source: &'a Source, series: &'a Series) -> Result<Walk<'a>> {
         let cache = layout::xtask().join("each").join(&source.name);
-        std::fs::create_dir_all(&cache).context("create the --each cache")?;
+        fs_err::create_dir_all(&cache).context("create the --each cache")?;
         let log = cache.join("each.log");
         let mut touched = Vec::new();
         let mut patch_digests = Vec::new();
         for path in series.paths() {
-            let text = std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+            let text = fs_err::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
             touched.push(targets::touched(&text));
             patch_digests.push(digest(&[&text]));
         }
         let all: BTreeSet<String> = touched.iter().flatten().cloned().collect();
         let all: Vec<String> = all.into_iter().collect();
         let targets = targets::targets(&all);
-        let cover = std::fs::read_to_string(series.dir.join("0000-cover-letter.patch"))
+        let cover = fs_err::read_to_string(series.dir.join("0000-cover-letter.patch"))
             .context("read the cover letter")?;
         let compiler = cmd!(sh, "gcc --version")
             .quiet()
@@ -317,7 +321,7 @@ impl<'a> Walk<'a> {
         let mut fragments = build::fragments(role, true, &text);
         if role == Role::Host && kconfig::defines(&text, "KVM_WERROR") {
             let werror = cache.join("kvm-werror.config");
-            std::fs::write(
+            fs_err::write(
                 &werror,
                 "# Added by `cargo xtask patches --each`: KVM's warnings are errors.\nCONFIG_KVM_WERROR=y\n",
             )
@@ -331,7 +335,7 @@ impl<'a> Walk<'a> {
             "W=1".into(),
         ];
         for f in &fragments {
-            parts.push(std::fs::read_to_string(f).with_context(|| format!("read {}", f.display()))?);
+            parts.push(fs_err::read_to_string(f).with_context(|| format!("read {}", f.display()))?);
         }
         let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
         let dir = layout::kernels().join(format!("{}-each-{}", source.name, role.name()));
@@ -358,7 +362,7 @@ impl<'a> Walk<'a> {
     /// Runs (or reads from the cache) one check of prefix `k`.
     fn step(&mut self, k: usize, column: usize, progress: &Progress) -> Result<()> {
         let file = self.cache.join(format!("{}.json", self.keys.key(k, column)));
-        if let Some(record) = std::fs::read(&file)
+        if let Some(record) = fs_err::read(&file)
             .ok()
             .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
         {
@@ -393,7 +397,7 @@ impl<'a> Walk<'a> {
             r.seconds = started.elapsed().as_secs_f64();
             r
         };
-        std::fs::write(&file, serde_json::to_vec_pretty(&record)?).context("store an --each result")?;
+        fs_err::write(&file, serde_json::to_vec_pretty(&record)?).context("store an --each result")?;
         self.results[k][column] = Some(record);
         Ok(())
     }
@@ -421,574 +425,11 @@ impl<'a> Walk<'a> {
         }
         Ok(())
     }
-
-    /// Runs make in the worktree with `dir` as its output directory. The
-    /// output goes to one file for both streams, which is what lets make's
-    /// --output-sync keep a recipe's lines together; it is then appended
-    /// to each.log. Returns whether make succeeded, and what it printed.
-    fn make(&self, dir: &Path, args: &[&str], progress: &Progress) -> Result<(bool, String)> {
-        let out_path = self.cache.join("make.out");
-        let out = File::create(&out_path).context("create make.out")?;
-        let mut child = Command::new("make")
-            .arg("-C")
-            .arg(&self.worktree)
-            .arg(format!("O={}", dir.display()))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out)
-            .spawn()
-            .context("start make")?;
-        let status = follow(&mut child, &out_path, progress)?;
-        let text = String::from_utf8_lossy(&std::fs::read(&out_path)?).into_owned();
-        let mut log = File::options().append(true).open(self.log()?)?;
-        std::io::Write::write_all(
-            &mut log,
-            format!(
-                "=== make O={} {} ({status})\n{text}",
-                dir.display(),
-                args.join(" ")
-            )
-            .as_bytes(),
-        )?;
-        Ok((status.success(), text))
-    }
-
-    /// A host or guest build of prefix `k`.
-    fn build(&mut self, k: usize, column: usize, progress: &Progress) -> Result<Record> {
-        self.goto(k, progress)?;
-        let role = self.configs[column].plan.role.name();
-        let dir = self.configs[column].plan.dir.clone();
-        let state_file = dir.join("hh-each-state.json");
-        let mut state = match std::fs::read(&state_file)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<DirState>(&b).ok())
-        {
-            Some(state) => state,
-            None => {
-                // Objects whose output nobody kept cannot be judged:
-                // start the directory over.
-                if dir.exists() {
-                    progress.say(format!("{role}: start {} over", dir.display()));
-                    std::fs::remove_dir_all(&dir).context("remove a build directory without its state")?;
-                }
-                DirState::default()
-            }
-        };
-        std::fs::create_dir_all(&dir)?;
-
-        let kconfig = self.kconfig_digest(k, column)?;
-        if state.kconfig != kconfig || !dir.join(".config").exists() {
-            state.dropped =
-                build::configure_keeping(self.sh, &self.configs[column].plan, self.log()?, progress)
-                    .with_context(|| format!("configure the {role} kernel"))?;
-            state.kconfig = kconfig;
-        }
-        let mut notes = Vec::new();
-        let mut failures = Vec::new();
-        for missing in &state.dropped {
-            let name = missing.split('=').next().unwrap_or_default();
-            match targets::judge_dropped(missing, self.defines(name)?) {
-                Dropped::Note(n) => notes.push(n),
-                Dropped::Failure(f) => failures.push(f),
-            }
-        }
-
-        // From here on the directory changes under the state: without the
-        // file, an interrupted run starts the directory over.
-        let _ = std::fs::remove_file(&state_file);
-        let jobs = jobs();
-        if state.steps.is_empty() {
-            progress.say(format!("{role}: make prepare"));
-            let (_, out) = self.make(
-                &dir,
-                &["-Otarget", &format!("-j{jobs}"), "W=1", "prepare"],
-                progress,
-            )?;
-            state.steps.extend(attribute(&out, &[&self.worktree, &dir]));
-        }
-        let goals = self.goals(&dir, &mut state, &mut notes, progress)?;
-        if goals.is_empty() {
-            write_state(&state_file, &state)?;
-            let mut r = Record::not_applicable(format!(
-                "nothing the series touches is built by the {role} config"
-            ));
-            r.notes.extend(notes);
-            return Ok(r);
-        }
-        progress.say(format!("{role}: make W=1 {}", goals.join(" ")));
-        let mut args = vec![
-            "-k".to_string(),
-            "-Otarget".into(),
-            format!("-j{jobs}"),
-            "W=1".into(),
-        ];
-        args.extend(goals.iter().cloned());
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let (make_ok, out) = self.make(&dir, &args, progress)?;
-        let mut steps = attribute(&out, &[&self.worktree, &dir]);
-        // make's own errors belong to this build only.
-        state
-            .steps
-            .insert(MAKE.into(), steps.remove(MAKE).unwrap_or_default());
-        state.steps.extend(steps);
-        write_state(&state_file, &state)?;
-
-        let diags: ByStep = state
-            .steps
-            .iter()
-            .filter(|(step, _)| in_scope(step, &goals))
-            .map(|(s, d)| (s.clone(), d.clone()))
-            .collect();
-        Ok(self.judge(k, column, diags, make_ok, &out, notes, failures))
-    }
-
-    /// The goals of this config at the worktree's prefix: the series'
-    /// directories, and those of its objects that the config builds.
-    /// Kbuild compiles a named object even when the config leaves it out,
-    /// so the objects come from `make -n` of their directories, which
-    /// lists what the config would compile. An object already built and up
-    /// to date is not listed again: once seen, it stays in the state.
-    fn goals(
-        &self,
-        dir: &Path,
-        state: &mut DirState,
-        notes: &mut Vec<String>,
-        progress: &Progress,
-    ) -> Result<Vec<String>> {
-        let role = dir.file_name().unwrap_or_default().to_string_lossy().into_owned();
-        let objects: Vec<&String> = self
-            .targets
-            .objects
-            .iter()
-            .filter(|o| {
-                let stem = o.trim_end_matches(".o");
-                self.worktree.join(format!("{stem}.c")).exists()
-                    || self.worktree.join(format!("{stem}.S")).exists()
-            })
-            .collect();
-        let dirs: BTreeSet<String> = objects
-            .iter()
-            .map(|o| format!("{}/", o.rsplit_once('/').map_or("", |(d, _)| d)))
-            .collect();
-        let listed = if dirs.is_empty() {
-            BTreeSet::new()
-        } else {
-            progress.say(format!(
-                "{role}: make -n {}",
-                dirs.iter().cloned().collect::<Vec<_>>().join(" ")
-            ));
-            let mut args = vec!["-n", "W=1"];
-            args.extend(dirs.iter().map(String::as_str));
-            let (_, out) = self.make(dir, &args, progress)?;
-            diag::dry_run_objects(&out)
-        };
-        let mut goals = Vec::new();
-        for o in objects {
-            if listed.contains(o) || (state.configured.contains(o) && dir.join(o).exists()) {
-                state.configured.insert(o.clone());
-                goals.push(o.clone());
-            } else {
-                state.configured.remove(o);
-                notes.push(format!("{o} is not part of this config"));
-            }
-        }
-        for d in &self.targets.dirs {
-            let src = self.worktree.join(d);
-            if src.join("Makefile").exists() || src.join("Kbuild").exists() {
-                goals.push(d.clone());
-            }
-        }
-        Ok(goals)
-    }
-
-    /// Turns what a check printed into its record: the base is the
-    /// reference; a prefix fails on what the base did not print, or when
-    /// its make fails and the base's did not.
-    #[allow(clippy::too_many_arguments)]
-    fn judge(
-        &self,
-        k: usize,
-        column: usize,
-        diags: ByStep,
-        make_ok: bool,
-        output: &str,
-        notes: Vec<String>,
-        failures: Vec<String>,
-    ) -> Record {
-        let failed_line = || {
-            output
-                .lines()
-                .find(|l| l.contains("error") || l.contains("***"))
-                .map(String::from)
-        };
-        let (outcome, first, new) = if k == 0 {
-            let all: Vec<diag::Diag> = diags.values().flatten().cloned().collect();
-            match (failures.first(), make_ok) {
-                (Some(f), _) => (Outcome::Fail, Some(f.clone()), 0),
-                (None, true) => (Outcome::Ok, None, 0),
-                (None, false) => (
-                    Outcome::BaseBroken,
-                    diag::first_line(&all).map(String::from).or_else(failed_line),
-                    0,
-                ),
-            }
-        } else {
-            let base = self.results[0][column].as_ref();
-            let empty = ByStep::new();
-            let new = diag::new_since(base.map_or(&empty, |b| &b.diags), &diags);
-            let broke = !make_ok && base.is_none_or(|b| b.make_ok);
-            let first = failures
-                .first()
-                .cloned()
-                .or_else(|| diag::first_line(&new).map(String::from))
-                .or_else(|| broke.then(failed_line).flatten());
-            let outcome = if failures.is_empty() && new.is_empty() && !broke {
-                Outcome::Ok
-            } else {
-                Outcome::Fail
-            };
-            (outcome, first, new.len())
-        };
-        Record {
-            outcome,
-            first,
-            new,
-            notes,
-            diags,
-            make_ok,
-            seconds: 0.0,
-        }
-    }
-
-    /// Digest of what decides the .config at prefix `k`: the tree's
-    /// Kconfig files and the config's fragments.
-    fn kconfig_digest(&mut self, k: usize, column: usize) -> Result<String> {
-        let commit = self.commits.as_ref().context("commits")?[k].clone();
-        let repo = &self.source.repo;
-        let tree = cmd!(self.sh, "git -C {repo} ls-tree -r {commit}")
-            .quiet()
-            .read()?;
-        Ok(digest(&[
-            &targets::kconfig_inputs(&tree),
-            &self.configs[column].digest,
-        ]))
-    }
-
-    /// Whether the worktree's Kconfig files define CONFIG_<name>.
-    fn defines(&self, name: &str) -> Result<bool> {
-        let symbol = name.trim_start_matches("CONFIG_");
-        let pattern = format!("^[[:space:]]*(menu)?config {symbol}[[:space:]]*$");
-        let worktree = &self.worktree;
-        let found = cmd!(self.sh, "git -C {worktree} grep -q -E {pattern} -- *Kconfig*")
-            .quiet()
-            .ignore_status()
-            .output()?;
-        Ok(found.status.success())
-    }
-
-    /// The KVM selftests the series touches, built against the headers of
-    /// prefix `k` (exported in the host build directory) in a fresh output
-    /// directory, so that everything they print is seen.
-    fn selftests(&mut self, k: usize, progress: &Progress) -> Result<Record> {
-        self.goto(k, progress)?;
-        let kvm = self.worktree.join("tools/testing/selftests/kvm");
-        let bins: Vec<&String> = self
-            .targets
-            .selftests
-            .iter()
-            .filter(|b| kvm.join(format!("{b}.c")).exists())
-            .collect();
-        if bins.is_empty() {
-            return Ok(Record::not_applicable(
-                "no KVM selftest the series touches exists yet".into(),
-            ));
-        }
-        let host = &self.configs[HOST].plan;
-        if !host.dir.join(".config").exists() {
-            std::fs::create_dir_all(&host.dir)?;
-            build::configure_keeping(self.sh, host, self.log()?, progress)
-                .context("configure the host kernel")?;
-        }
-        let hostdir = host.dir.clone();
-        progress.say("make headers");
-        let (headers_ok, out) = self.make(&hostdir, &["-s", "headers"], progress)?;
-        if !headers_ok {
-            let diags = attribute(&out, &[&self.worktree, &hostdir]);
-            return Ok(self.judge(k, SELFTESTS, diags, false, &out, vec![], vec![]));
-        }
-        let output = self.cache.join("selftests");
-        if output.exists() {
-            std::fs::remove_dir_all(&output).context("remove the old selftests output")?;
-        }
-        std::fs::create_dir_all(&output)?;
-        progress.say("make the KVM selftests");
-        let include = format!("KHDR_INCLUDES=-isystem {}", hostdir.join("usr/include").display());
-        let mut args = vec![
-            format!("-j{}", jobs()),
-            "-C".into(),
-            kvm.display().to_string(),
-            format!("OUTPUT={}", output.display()),
-            include,
-        ];
-        args.extend(bins.iter().map(|b| output.join(b).display().to_string()));
-        let out_path = self.cache.join("make.out");
-        let file = File::create(&out_path)?;
-        let mut child = Command::new("make")
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(file.try_clone()?)
-            .stderr(file)
-            .spawn()
-            .context("start make for the selftests")?;
-        let status = follow(&mut child, &out_path, progress)?;
-        let text = String::from_utf8_lossy(&std::fs::read(&out_path)?).into_owned();
-        let mut log = File::options().append(true).open(self.log()?)?;
-        std::io::Write::write_all(
-            &mut log,
-            format!("=== make {} ({status})\n{text}", args.join(" ")).as_bytes(),
-        )?;
-        let diags = attribute(&text, &[&self.worktree, &hostdir, &output]);
-        Ok(self.judge(k, SELFTESTS, diags, status.success(), &text, vec![], vec![]))
-    }
-
-    /// checkpatch --strict on patch `k`, with `cargo xtask patches`' rule:
-    /// no error, and every warning or check type justified in the cover letter.
-    fn checkpatch(&self, k: usize, progress: &Progress) -> Result<Record> {
-        if k == 0 {
-            return Ok(Record::not_applicable("the base is not a patch".into()));
-        }
-        progress.say(format!("checkpatch {}", self.series.patches[k - 1]));
-        let path = &self.series.paths()[k - 1];
-        let (verdict, unjustified, out) = checkpatch_one(self.sh, &self.source.repo, path, &self.cover)?;
-        let line_of = |kind: &str| out.lines().find(|l| l.starts_with(kind)).map(String::from);
-        let first = if verdict.errors > 0 {
-            line_of("ERROR:")
-        } else {
-            unjustified.first().map(|t| {
-                format!(
-                    "{} (not justified in the cover letter)",
-                    line_of(t).unwrap_or(t.clone())
-                )
-            })
-        };
-        let notes = verdict
-            .types
-            .iter()
-            .filter(|t| !unjustified.contains(t))
-            .map(|t| format!("{t}, justified in the cover letter"))
-            .collect();
-        Ok(Record {
-            outcome: if first.is_some() {
-                Outcome::Fail
-            } else {
-                Outcome::Ok
-            },
-            first,
-            new: 0,
-            notes,
-            diags: ByStep::new(),
-            make_ok: true,
-            seconds: 0.0,
-        })
-    }
-
-    fn failed(&self) -> bool {
-        self.results
-            .iter()
-            .flatten()
-            .flatten()
-            .any(|r| r.outcome == Outcome::Fail)
-    }
-
-    /// The table, then every failure with its first line, then the notes
-    /// (each once, with the first prefix it came from).
-    fn report(&self) -> String {
-        let mut rows = Vec::new();
-        for (k, results) in self.results.iter().enumerate() {
-            let title = if k == 0 {
-                format!("base {}", &self.source.base[..12.min(self.source.base.len())])
-            } else {
-                std::fs::read_to_string(&self.series.paths()[k - 1])
-                    .map(|t| table::title(&t))
-                    .unwrap_or_else(|_| self.series.patches[k - 1].clone())
-            };
-            let cells = [HOST, GUEST, SELFTESTS, CHECKPATCH]
-                .map(|c| results[c].as_ref().map_or(Outcome::NotApplicable, |r| r.outcome));
-            rows.push(Row {
-                number: k.to_string(),
-                title,
-                cells,
-            });
-        }
-        let mut out = table::render(&rows);
-        let name = |k: usize| {
-            if k == 0 {
-                "base".to_string()
-            } else {
-                format!("{k} {}", self.series.patches[k - 1])
-            }
-        };
-        let mut failures = Vec::new();
-        let mut notes: Vec<String> = Vec::new();
-        for (k, results) in self.results.iter().enumerate() {
-            for (c, r) in results.iter().enumerate() {
-                let Some(r) = r else { continue };
-                if r.outcome == Outcome::Fail {
-                    failures.push(format!(
-                        "    {}: {}: {}",
-                        name(k),
-                        COLUMNS[c],
-                        r.first.as_deref().map_or_else(
-                            || format!("(no error line; see {})", self.log.display()),
-                            // Paths relative to the tree read better; the
-                            // line numbers are those of this prefix.
-                            |l| {
-                                let real = self.worktree.canonicalize().unwrap_or(self.worktree.clone());
-                                l.replace(&format!("{}/", real.display()), "")
-                                    .replace(&format!("{}/", self.worktree.display()), "")
-                            }
-                        )
-                    ));
-                }
-                if k == 0 && r.outcome == Outcome::BaseBroken {
-                    notes.push(format!(
-                        "{}: the base itself fails; prefixes are judged against it: {}",
-                        COLUMNS[c],
-                        r.first.as_deref().unwrap_or("")
-                    ));
-                }
-                if k == 0 && matches!(c, HOST | GUEST | SELFTESTS) {
-                    let old = r.diags.values().map(Vec::len).sum::<usize>();
-                    if old > 0 {
-                        notes.push(format!(
-                            "{}: the base prints {old} warning(s) or error(s) of its own, not held against the series",
-                            COLUMNS[c]
-                        ));
-                    }
-                }
-                for n in &r.notes {
-                    let note = format!("{}: {n}", COLUMNS[c]);
-                    if !notes.iter().any(|x| x.starts_with(&note)) {
-                        notes.push(format!(
-                            "{note} (from {})",
-                            if k == 0 {
-                                "the base".into()
-                            } else {
-                                format!("prefix {k}")
-                            }
-                        ));
-                    }
-                }
-            }
-        }
-        if !failures.is_empty() {
-            out.push_str("failures:\n");
-            out.push_str(&(failures.join("\n") + "\n"));
-        }
-        if !notes.is_empty() {
-            out.push_str("notes:\n");
-            for n in notes {
-                out.push_str(&format!("    {n}\n"));
-            }
-        }
-        out
-    }
-}
-
-/// [`diag::attribute`] with `dirs` stripped as given and as make sees
-/// them: make runs in the physical directory, so a symlink on the way
-/// (target/ may be one) is resolved in what the compiler prints.
-fn attribute(output: &str, dirs: &[&Path]) -> ByStep {
-    let mut strip: Vec<String> = Vec::new();
-    for d in dirs {
-        strip.push(d.to_string_lossy().into_owned());
-        if let Ok(real) = d.canonicalize() {
-            strip.push(real.to_string_lossy().into_owned());
-        }
-    }
-    let strip: Vec<&str> = strip.iter().map(String::as_str).collect();
-    diag::attribute(output, &strip)
-}
-
-fn write_state(file: &Path, state: &DirState) -> Result<()> {
-    std::fs::write(file, serde_json::to_vec(state)?).context("write the build directory's state")
-}
-
-/// Whether a step's output counts for these goals: the goals themselves,
-/// anything built inside a goal directory, make's own errors, and the
-/// steps that are not objects (prepare: generated headers, host tools,
-/// checksyscalls), which every goal depends on.
-fn in_scope(step: &str, goals: &[String]) -> bool {
-    let object = [".o", ".a", ".ko"].iter().any(|e| step.ends_with(e));
-    step == MAKE
-        || !object
-        || goals
-            .iter()
-            .any(|g| step == g || (g.ends_with('/') && step.starts_with(g.as_str())))
-}
-
-/// Waits for make, showing the last line it wrote to `path` as progress.
-fn follow(
-    child: &mut std::process::Child,
-    path: &Path,
-    progress: &Progress,
-) -> Result<std::process::ExitStatus> {
-    let mut seen = 0;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(status);
-        }
-        std::thread::sleep(Duration::from_millis(500));
-        if let Ok(mut f) = File::open(path) {
-            let len = f.metadata().map_or(0, |m| m.len());
-            if len > seen {
-                let from = len.saturating_sub(512).max(seen);
-                let mut tail = String::new();
-                if f.seek(SeekFrom::Start(from)).is_ok() && f.read_to_string(&mut tail).is_ok() {
-                    if let Some(line) = tail.lines().rev().find(|l| !l.trim().is_empty()) {
-                        progress.say(line.trim().to_string());
-                    }
-                }
-                seen = len;
-            }
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn scope_of_goals() {
-        let goals = vec!["arch/x86/kvm/".to_string(), "kernel/sys_ni.o".to_string()];
-        assert!(in_scope("arch/x86/kvm/x86.o", &goals));
-        assert!(in_scope("arch/x86/kvm/built-in.a", &goals));
-        assert!(in_scope("kernel/sys_ni.o", &goals));
-        assert!(in_scope("scripts/checksyscalls.sh", &goals));
-        assert!(in_scope(MAKE, &goals));
-        assert!(!in_scope("arch/x86/kernel/kvm.o", &goals));
-        assert!(!in_scope("kernel/sys.o", &goals));
-    }
-
-    #[test]
-    fn physical_and_symlinked_paths_are_stripped() {
-        let base = std::env::temp_dir().join(format!("hh-each-test-{}", std::process::id()));
-        let real = base.join("real");
-        std::fs::create_dir_all(&real).unwrap();
-        let link = base.join("link");
-        std::os::unix::fs::symlink(&real, &link).unwrap();
-        let out = format!(
-            "  CC      a.o\n{}/a.c:1:2: warning: x [-Wx]\n{}/a.c:3:4: warning: x [-Wx]\n",
-            real.display(),
-            link.display()
-        );
-        let steps = attribute(&out, &[&link]);
-        std::fs::remove_dir_all(&base).unwrap();
-        let keys: Vec<&str> = steps["a.o"].iter().map(|d| d.key.as_str()).collect();
-        assert_eq!(keys, vec!["a.c: warning: x [-Wx]", "a.c: warning: x [-Wx]"]);
-    }
 
     #[test]
     fn keys_change_with_what_they_depend_on() {

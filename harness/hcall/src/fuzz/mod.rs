@@ -16,17 +16,15 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use serde_json::{json, Map, Value};
 
-use crate::abi::{self, describe, Enablement, Slot};
+use crate::abi::{self, describe, Enablement};
 use crate::cases::Ctx;
-use crate::check::{guest_result, show, Change};
+use crate::check::{guest_result, Change};
 use crate::host;
 use crate::json::figure;
-use crate::kmsg::{self, Kmsg};
-use crate::ktap::{Ktap, Outcome};
-use crate::layout::{self, DATA, END, HOLE, HOLE_END, PAGE};
-use crate::modes::Mode;
 use crate::prng::SplitMix64;
 use crate::vm::{Entry, PvCpuid, Stop, Vm, VmConfig};
+use proto::kmsg::Kmsg;
+use proto::ktap::{Outcome, Writer};
 
 /// About 1,800 calls/s nested under TCG: half a second there.
 pub const DEFAULT_ITERATIONS: u64 = 1000;
@@ -40,161 +38,11 @@ pub struct Options {
     pub seed: Option<u64>,
 }
 
-/// One drawn call: everything needed to run and to reproduce it.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Draw {
-    pub(crate) mode: Mode,
-    pub(crate) cpl: u8,
-    /// The VM called in, by what it was created with.
-    pub(crate) enablement: Enablement,
-    /// kvm.hello_hypercall at the time of the call, when the fuzz may set
-    /// it; the VM must ignore it.
-    param_now: Option<bool>,
-    pub(crate) args: [u64; 4],
-}
+mod draw;
+mod judge;
 
-fn draw_gpa(r: &mut SplitMix64) -> u64 {
-    let ram_end = layout::RAM.gpa + layout::RAM.size;
-    let edge_end = layout::EDGE.gpa + layout::EDGE.size;
-    let ro = layout::RO.gpa;
-    let near = |r: &mut SplitMix64, at: u64| at.wrapping_sub(r.below(16));
-    match r.below(11) {
-        0 => 0,
-        // Anywhere in the data area.
-        1 => DATA + r.below(ram_end - DATA - 16),
-        // Just before a page boundary inside the data area.
-        2 => {
-            let boundary = DATA + PAGE * (1 + r.below((ram_end - DATA) / PAGE - 1));
-            near(r, boundary)
-        }
-        // Across the boundary of slots 0 and 1, and from slot 1 into the hole.
-        3 => near(r, layout::EDGE.gpa),
-        4 => near(r, edge_end),
-        5 => HOLE + r.below(HOLE_END - HOLE),
-        6 => ro + r.below(layout::RO.size),
-        // Running into the read-only slot from the hole, and past the end.
-        7 => near(r, ro),
-        8 => END + r.below(1 << 20),
-        // Huge values, and one that truncates into the data area for a
-        // 32-bit caller.
-        9 => {
-            let top = u64::MAX - r.below(16);
-            r.pick(&[top, 1 << 52, 1 << 63, 0xffff_fff0, (1 << 32) | (DATA + 0x100)])
-        }
-        _ => r.next_u64(),
-    }
-}
-
-fn draw_size(r: &mut SplitMix64) -> u64 {
-    match r.below(8) {
-        0 => 0,
-        1..=3 => 1 + r.below(13),
-        4 => r.pick(&[64, 4096]),
-        // 2^32 is 0 for a 32-bit caller.
-        5 => r.pick(&[u64::from(u32::MAX), 1 << 32, (1 << 32) | 5]),
-        6 => u64::MAX,
-        _ => r.next_u64(),
-    }
-}
-
-fn draw_reserved(r: &mut SplitMix64) -> u64 {
-    if r.percent(85) {
-        0
-    } else {
-        let any = r.next_u64();
-        r.pick(&[1, 1 << 32, u64::MAX, any])
-    }
-}
-
-/// Draws a call into one of the VMs in `vms` (half of them into the
-/// enabled one, when there is one); `toggle` says whether the parameter
-/// may be set.
-pub(crate) fn draw(r: &mut SplitMix64, vms: &[Enablement], toggle: bool) -> Draw {
-    let (mode, cpl) = match r.below(20) {
-        0..=3 => (Mode::Real, 0),
-        4..=8 => (Mode::Protected32, 0),
-        9..=16 => (Mode::Long64, 0),
-        _ => (Mode::Long64, 3),
-    };
-    let others: Vec<Enablement> = vms.iter().copied().filter(|e| *e != Enablement::On).collect();
-    let enablement = if others.is_empty() || (vms.contains(&Enablement::On) && r.percent(50)) {
-        Enablement::On
-    } else {
-        r.pick(&others)
-    };
-    let param_now = toggle.then(|| r.percent(50));
-    let args = [draw_gpa(r), draw_size(r), draw_reserved(r), draw_reserved(r)];
-    Draw {
-        mode,
-        cpl,
-        enablement,
-        param_now,
-        args,
-    }
-}
-
-pub(crate) fn describe_draw(i: u64, d: &Draw) -> String {
-    let [a0, a1, a2, a3] = d.args;
-    let now = match d.param_now {
-        Some(true) => " (kvm.hello_hypercall now Y)",
-        Some(false) => " (kvm.hello_hypercall now N)",
-        None => "",
-    };
-    format!(
-        "call {i}: {} cpl{} VM {:?}{now} a0={a0:#x} a1={a1:#x} a2={a2:#x} a3={a3:#x}",
-        d.mode.name(),
-        d.cpl,
-        d.enablement
-    )
-}
-
-/// The problems with one call's outcome, in a VM whose memslots are
-/// `slots`; empty if it matched the model.
-pub(crate) fn judge(d: &Draw, stop: &Stop, changes: &[Change], slots: &[Slot]) -> Vec<String> {
-    let call = abi::Call {
-        args: d.args,
-        long_mode: d.mode.is_64bit(),
-        cpl: d.cpl,
-    };
-    let want = abi::expected(&call, d.enablement, slots);
-    let regs = match stop {
-        Stop::Reported(regs) => regs,
-        other => return vec![format!("guest did not report: {other:?}")],
-    };
-    let got = guest_result(regs.rax, d.mode);
-    let mut problems = vec![];
-    if !abi::is_documented(got) {
-        problems.push(format!("result {} is not in the documented set", describe(got)));
-    }
-    if got != want.ret {
-        problems.push(format!("got {}, want {}", describe(got), describe(want.ret)));
-    }
-    let wanted: Vec<(u64, u8)> = match &want.writes {
-        Some((at, bytes)) => bytes
-            .iter()
-            .enumerate()
-            .map(|(i, b)| (at + i as u64, *b))
-            .collect(),
-        None => vec![],
-    };
-    // Canaries are never greeting bytes, so every wanted byte is a change.
-    let got_writes: Vec<(u64, u8)> = changes.iter().map(|c| (c.0, c.2)).collect();
-    let unexpected: Vec<&(u64, u8)> = got_writes.iter().filter(|w| !wanted.contains(w)).collect();
-    let missing = wanted.iter().filter(|w| !got_writes.contains(w)).count();
-    if let Some(first) = unexpected.first() {
-        problems.push(format!(
-            "{} unexpected byte(s) written, first {:#04x} at {:#x}",
-            unexpected.len(),
-            first.1,
-            first.0
-        ));
-    }
-    if missing > 0 {
-        let bytes: Vec<u8> = wanted.iter().map(|w| w.1).collect();
-        problems.push(format!("{missing} byte(s) of {} not written", show(&bytes)));
-    }
-    problems
-}
+pub(crate) use draw::{describe_draw, draw, Draw};
+pub(crate) use judge::judge;
 
 /// A VM per enablement, with the data areas as they must be now.
 struct Target {
@@ -305,8 +153,8 @@ pub fn main(dev: &str, opts: &Options) -> i32 {
     let kvm = match host::open_kvm(dev) {
         Ok(k) => k,
         Err(host::NoKvm(why)) => {
-            print!("{}", crate::ktap::skip_all(&why));
-            return crate::ktap::EXIT_SKIP;
+            print!("{}", proto::ktap::skip_all(&why));
+            return proto::ktap::EXIT_SKIP;
         }
     };
     match fuzz(kvm, opts) {
@@ -330,7 +178,7 @@ fn fuzz(kvm: kvm_ioctls::Kvm, opts: &Options) -> Result<i32> {
     } else {
         Box::new(std::io::stdout())
     };
-    let mut out = Ktap::start(stream, 2);
+    let mut out = Writer::start(stream, 2);
     let (ctx, notes) = host::prepare(kvm)?;
     for n in &notes {
         out.diag(n);
@@ -371,7 +219,7 @@ fn fuzz(kvm: kvm_ioctls::Kvm, opts: &Options) -> Result<i32> {
             .vm
             .enter_guest(&entry, &mut |_| (-abi::KVM_ENOSYS) as u64)?;
         let changes = target.vm.changes_since(&target.reference)?;
-        let problems = judge(&d, &stop, &changes, &layout::SLOTS);
+        let problems = judge(&d, &stop, &changes, &crate::layout::SLOTS);
 
         tally.calls += 1;
         *tally
@@ -438,8 +286,12 @@ fn fuzz(kvm: kvm_ioctls::Kvm, opts: &Options) -> Result<i32> {
             .context("read the kernel log")
             .map_err(|e| format!("{e:#}"))
     }) {
-        Ok(messages) => {
-            let bad = kmsg::troubles(&messages);
+        Ok(records) => {
+            let bad: Vec<String> = records
+                .into_iter()
+                .filter(|r| r.is_trouble())
+                .map(|r| r.text)
+                .collect();
             for b in &bad {
                 out.diag(&format!("kernel: {b}"));
             }
@@ -478,122 +330,4 @@ fn fuzz(kvm: kvm_ioctls::Kvm, opts: &Options) -> Result<i32> {
         println!("{j}");
     }
     Ok(if out.failed > 0 { 1 } else { 0 })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use kvm_bindings::kvm_regs;
-
-    fn reported(rax: u64) -> Stop {
-        Stop::Reported(kvm_regs {
-            rax,
-            ..Default::default()
-        })
-    }
-
-    fn d(mode: Mode, args: [u64; 4]) -> Draw {
-        Draw {
-            mode,
-            cpl: 0,
-            enablement: Enablement::On,
-            param_now: None,
-            args,
-        }
-    }
-
-    fn greeting_at(at: u64, n: usize) -> Vec<Change> {
-        let mut text = abi::GREETING[..n].to_vec();
-        text[n - 1] = 0;
-        text.iter()
-            .enumerate()
-            .map(|(i, b)| (at + i as u64, 0xaa, *b))
-            .collect()
-    }
-
-    #[test]
-    fn judge_accepts_the_model() {
-        let call = d(Mode::Long64, [DATA, 5, 0, 0]);
-        assert!(judge(&call, &reported(5), &greeting_at(DATA, 5), &layout::SLOTS).is_empty());
-        // 32-bit: zero-extended -22 in RAX is -22.
-        let bad = d(Mode::Protected32, [DATA, 0, 0, 0]);
-        assert!(judge(&bad, &reported(0xffff_ffea), &[], &layout::SLOTS).is_empty());
-    }
-
-    #[test]
-    fn judge_rejects_deviations() {
-        let call = d(Mode::Long64, [DATA, 5, 0, 0]);
-        let p = judge(&call, &reported(12), &greeting_at(DATA, 12), &layout::SLOTS);
-        assert!(p.iter().any(|x| x.contains("got 12, want 5")), "{p:?}");
-        assert!(p.iter().any(|x| x.contains("unexpected byte")), "{p:?}");
-        let p = judge(&call, &reported(5), &[], &layout::SLOTS);
-        assert!(p.iter().any(|x| x.contains("not written")), "{p:?}");
-        let p = judge(&call, &reported(13), &greeting_at(DATA, 5), &layout::SLOTS);
-        assert!(p.iter().any(|x| x.contains("not in the documented set")), "{p:?}");
-        assert!(!judge(&call, &Stop::TimedOut, &[], &layout::SLOTS).is_empty());
-    }
-
-    #[test]
-    fn judge_follows_the_v2_rules() {
-        // A size without a buffer is refused now; the v1 answer (0) fails.
-        let sized = d(Mode::Long64, [0, 5, 0, 0]);
-        assert!(judge(&sized, &reported((-abi::KVM_EINVAL) as u64), &[], &layout::SLOTS).is_empty());
-        let p = judge(&sized, &reported(0), &[], &layout::SLOTS);
-        assert!(p.iter().any(|x| x.contains("got 0, want -22")), "{p:?}");
-        // A VM created with the parameter off stays off, whatever it is now.
-        let off = Draw {
-            enablement: Enablement::ParamOff,
-            param_now: Some(true),
-            ..d(Mode::Long64, [DATA, 12, 0, 0])
-        };
-        assert!(judge(&off, &reported((-abi::KVM_ENOSYS) as u64), &[], &layout::SLOTS).is_empty());
-        let on = Draw {
-            enablement: Enablement::On,
-            param_now: Some(false),
-            ..off
-        };
-        assert!(judge(&on, &reported(12), &greeting_at(DATA, 12), &layout::SLOTS).is_empty());
-        let protected = Draw {
-            enablement: Enablement::ProtectedVm,
-            ..on
-        };
-        let p = judge(&protected, &reported(12), &greeting_at(DATA, 12), &layout::SLOTS);
-        assert_eq!(p.len(), 2, "{p:?}");
-    }
-
-    #[test]
-    fn draws_reproduce() {
-        let vms = [Enablement::On, Enablement::ParamOff, Enablement::CpuidCleared];
-        let run = || -> Vec<String> {
-            let mut r = SplitMix64::new(7);
-            (0..50)
-                .map(|i| describe_draw(i, &draw(&mut r, &vms, true)))
-                .collect()
-        };
-        assert_eq!(run(), run());
-    }
-
-    #[test]
-    fn draws_use_only_the_vms_there_are() {
-        let mut r = SplitMix64::new(7);
-        let draws: Vec<Draw> = (0..400)
-            .map(|_| draw(&mut r, &[Enablement::On, Enablement::CpuidCleared], false))
-            .collect();
-        assert!(draws
-            .iter()
-            .all(|d| d.enablement != Enablement::ParamOff && d.param_now.is_none()));
-        let on = draws.iter().filter(|d| d.enablement == Enablement::On).count();
-        assert!((100..300).contains(&on), "{on} of 400 in the enabled VM");
-        // A host whose parameter is fixed off has one VM, and every call goes there.
-        let mut r = SplitMix64::new(7);
-        assert!(
-            (0..50).all(|_| draw(&mut r, &[Enablement::ParamOff], false).enablement == Enablement::ParamOff)
-        );
-        // With a switch, the parameter is set both ways.
-        let mut r = SplitMix64::new(7);
-        let now: Vec<Option<bool>> = (0..50)
-            .map(|_| draw(&mut r, &[Enablement::On], true).param_now)
-            .collect();
-        assert!(now.contains(&Some(true)) && now.contains(&Some(false)));
-    }
 }

@@ -1,7 +1,8 @@
 //! Host switches in sysfs: `kvm.hello_hypercall` and ftrace's
-//! `tracing_on`. A [`Switch`] remembers the value it found and writes it
-//! back when dropped, and a [`Hold`] puts back the value from before it,
-//! so a failing case (or a panic, which unwinds) leaves the host as it
+//! `tracing_on`, for the programs that run in L1 (the agent and hcall).
+//! A [`SysfsSwitch`] remembers the value it found and writes it back when
+//! dropped, and a [`Hold`] puts back the value from before it, so a
+//! failing case of hcall (or a panic, which unwinds) leaves the host as it
 //! was and the next case starts from the run's setting.
 
 use std::cell::Cell;
@@ -21,9 +22,22 @@ pub fn parse_bool(text: &str) -> Option<bool> {
     }
 }
 
+/// kvm.hello_hypercall's value, or `None` when the kernel has no such
+/// parameter (an unpatched host, or one built without
+/// CONFIG_KVM_HELLO_HYPERCALL) or it cannot be read.
+pub fn hello_param() -> Option<bool> {
+    read(Path::new(HELLO_PARAM)).ok().flatten()
+}
+
+/// Writes a boolean sysfs file.
+pub fn write(path: &Path, on: bool) -> Result<()> {
+    fs_err::write(path, if on { "1" } else { "0" })
+        .with_context(|| format!("write {} to {}", u8::from(on), path.display()))
+}
+
 /// The value of a boolean sysfs file; `None` if it is absent.
 pub fn read(path: &Path) -> Result<Option<bool>> {
-    match std::fs::read_to_string(path) {
+    match fs_err::read_to_string(path) {
         Ok(text) => parse_bool(&text)
             .map(Some)
             .with_context(|| format!("{}: not a boolean: {text:?}", path.display())),
@@ -35,19 +49,20 @@ pub fn read(path: &Path) -> Result<Option<bool>> {
 /// A boolean sysfs file that is restored to its first value on drop.
 ///
 /// The current value lives in a `Cell`, so a case can hold the switch at a
-/// value (see [`Switch::hold`]) while it shares the rest of its context:
-/// hcall is single-threaded.
-pub struct Switch {
+/// value (see [`SysfsSwitch::hold`]) while it shares the rest of its
+/// context: hcall is single-threaded. (The agent's threads share the
+/// parameter through leases of their own, on [`read`] and [`write`].)
+pub struct SysfsSwitch {
     path: PathBuf,
     original: bool,
     current: Cell<bool>,
 }
 
-impl Switch {
+impl SysfsSwitch {
     /// Opens the switch; `None` if the file does not exist.
-    pub fn open(path: &str) -> Result<Option<Switch>> {
+    pub fn open(path: &str) -> Result<Option<SysfsSwitch>> {
         let path = PathBuf::from(path);
-        Ok(read(&path)?.map(|v| Switch {
+        Ok(read(&path)?.map(|v| SysfsSwitch {
             path,
             original: v,
             current: Cell::new(v),
@@ -60,12 +75,11 @@ impl Switch {
 
     /// Whether this process may change the switch (root, writable sysfs).
     pub fn writable(&self) -> bool {
-        std::fs::OpenOptions::new().write(true).open(&self.path).is_ok()
+        fs_err::OpenOptions::new().write(true).open(&self.path).is_ok()
     }
 
     pub fn set(&self, on: bool) -> Result<()> {
-        std::fs::write(&self.path, if on { "1" } else { "0" })
-            .with_context(|| format!("write {} to {}", u8::from(on), self.path.display()))?;
+        write(&self.path, on)?;
         self.current.set(on);
         Ok(())
     }
@@ -80,9 +94,9 @@ impl Switch {
     }
 }
 
-/// The switch held at a value; see [`Switch::hold`].
+/// The switch held at a value; see [`SysfsSwitch::hold`].
 pub struct Hold<'a> {
-    switch: &'a Switch,
+    switch: &'a SysfsSwitch,
     before: bool,
 }
 
@@ -96,7 +110,7 @@ impl Drop for Hold<'_> {
     }
 }
 
-impl Drop for Switch {
+impl Drop for SysfsSwitch {
     fn drop(&mut self) {
         if self.get() != self.original {
             if let Err(e) = self.set(self.original) {
@@ -120,8 +134,8 @@ mod tests {
     }
 
     fn scratch(name: &str) -> (PathBuf, PathBuf) {
-        let dir = std::env::temp_dir().join(format!("hcall-param-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = std::env::temp_dir().join(format!("proto-param-{name}-{}", std::process::id()));
+        fs_err::create_dir_all(&dir).unwrap();
         let file = dir.join("flag");
         (dir, file)
     }
@@ -129,9 +143,9 @@ mod tests {
     #[test]
     fn switch_restores_on_drop() {
         let (dir, file) = scratch("drop");
-        std::fs::write(&file, "N\n").unwrap();
+        fs_err::write(&file, "N\n").unwrap();
         {
-            let s = Switch::open(file.to_str().unwrap()).unwrap().unwrap();
+            let s = SysfsSwitch::open(file.to_str().unwrap()).unwrap().unwrap();
             assert!(!s.get() && s.writable());
             {
                 let _on = s.hold(true).unwrap();
@@ -142,17 +156,17 @@ mod tests {
             s.set(true).unwrap();
         }
         assert_eq!(read(&file).unwrap(), Some(false));
-        assert!(Switch::open(dir.join("absent").to_str().unwrap())
+        assert!(SysfsSwitch::open(dir.join("absent").to_str().unwrap())
             .unwrap()
             .is_none());
-        std::fs::remove_dir_all(&dir).unwrap();
+        fs_err::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn a_hold_is_released_by_a_failing_case() {
         let (dir, file) = scratch("hold");
-        std::fs::write(&file, "Y\n").unwrap();
-        let s = Switch::open(file.to_str().unwrap()).unwrap().unwrap();
+        fs_err::write(&file, "Y\n").unwrap();
+        let s = SysfsSwitch::open(file.to_str().unwrap()).unwrap().unwrap();
         // A case that panics half-way, as hcall's runner catches it.
         let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let _off = s.hold(false).unwrap();
@@ -170,6 +184,6 @@ mod tests {
         assert!(early().is_err());
         assert_eq!(read(&file).unwrap(), Some(true));
         drop(s);
-        std::fs::remove_dir_all(&dir).unwrap();
+        fs_err::remove_dir_all(&dir).unwrap();
     }
 }

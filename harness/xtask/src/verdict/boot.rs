@@ -1,0 +1,115 @@
+//! Did each VM boot and report to its end: L1's agent, the L2 guests and
+//! their probes, the host's parameter and the guest module.
+
+use proto::{Event, FactName, GuestName, ParamState};
+
+use super::{fact_value, Check, Verdict};
+
+/// Why a VM reported nothing: CRASH with the panic line, TIMEOUT, or
+/// NO RESULT with the console's last line.
+pub(crate) fn no_report(vm: &str, timed_out: bool, console: &str) -> String {
+    if let Some(line) = console.lines().find(|l| l.contains("Kernel panic")) {
+        return format!("CRASH: {vm} panicked: {}\n{}", line.trim(), tail(console, 15));
+    }
+    if timed_out {
+        return format!(
+            "TIMEOUT: {vm} did not finish before its deadline and was killed\n{}",
+            tail(console, 15)
+        );
+    }
+    format!(
+        "NO RESULT: {vm}'s report is missing or incomplete\n{}",
+        tail(console, 15)
+    )
+}
+
+pub(crate) fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let from = lines.len().saturating_sub(n);
+    lines[from..]
+        .iter()
+        .map(|l| format!("    | {}", l.trim_end()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+pub(crate) fn param_check(events: &[Event]) -> Check {
+    let value = fact_value(events, FactName::HelloHypercallParam);
+    match value.map(|v| (v, ParamState::parse(v))) {
+        Some((_, Some(ParamState::On))) => Check::new("host_param", Verdict::Pass, "kvm.hello_hypercall is on in L1"),
+        Some((_, Some(ParamState::Absent))) => Check::new(
+            "host_param",
+            Verdict::Fail,
+            "L1 has no kvm.hello_hypercall parameter: the host kernel lacks the series (or CONFIG_KVM_HELLO_HYPERCALL)",
+        ),
+        Some((other, _)) => Check::new("host_param", Verdict::Fail, format!("kvm.hello_hypercall is {other} in L1; the run enables it on the command line")),
+        None => Check::new("host_param", Verdict::Fail, "the agent did not report kvm.hello_hypercall"),
+    }
+}
+
+/// The guest module built without warnings at W=1 and loaded in L2.
+pub(super) fn module_check(events: &[Event], check: &str, guest: GuestName, warnings: &[String]) -> Check {
+    let load = fact_value(events, FactName::ModuleLoad(guest));
+    match (load, warnings.is_empty()) {
+        (_, false) => Check::new(
+            check,
+            Verdict::Fail,
+            format!("W=1 warnings: {}", warnings.join(" | ")),
+        ),
+        (Some("ok"), true) => Check::new(check, Verdict::Pass, "built without W=1 warnings, loaded in L2"),
+        (Some(err), true) => Check::new(check, Verdict::Fail, format!("did not load in L2: {err}")),
+        (None, true) => Check::new(
+            check,
+            Verdict::Fail,
+            "NO RESULT: the probe did not report loading it",
+        ),
+    }
+}
+
+/// One L2 guest booted, its probe reported to the end, and QEMU ended in
+/// time.
+pub(super) fn l2_check(events: &[Event], check: &str, guest: GuestName, console: &str) -> Check {
+    let exit = events.iter().find_map(|ev| match ev {
+        Event::L2Exit {
+            guest: g,
+            timed_out,
+            seconds,
+            init_seconds,
+            signal,
+            ..
+        } if *g == guest => Some((*timed_out, *seconds, *init_seconds, *signal)),
+        _ => None,
+    });
+    let probe_done = events
+        .iter()
+        .any(|ev| matches!(ev, Event::Done { who } if *who == guest.probe()));
+    match exit {
+        Some((_, secs, _, Some(signal))) => Check::new(
+            check,
+            Verdict::Fail,
+            format!(
+                "CRASH: L2's QEMU ended by signal {signal}{} after {secs:.1}s{}",
+                if signal == 9 { " (SIGKILL)" } else { "" },
+                if probe_done {
+                    ""
+                } else {
+                    ", before its probe finished"
+                }
+            ),
+        ),
+        Some((false, secs, init, None)) if probe_done => Check::new(
+            check,
+            Verdict::Pass,
+            match init {
+                Some(init) => {
+                    format!("L2 reached init after {init:.1}s, the probe reported, L2 ended after {secs:.1}s")
+                }
+                None => format!("L2 booted, the probe reported, L2 ended after {secs:.1}s"),
+            },
+        ),
+        Some((timed_out, _, _, None)) => {
+            Check::new(check, Verdict::Fail, no_report("L2", timed_out, console))
+        }
+        None => Check::new(check, Verdict::Fail, "the agent did not report how L2 ended"),
+    }
+}
