@@ -44,8 +44,10 @@ use proto::ktap::{Outcome, Writer};
 /// asked for.
 pub const DEFAULT_CALLS: u64 = 500_000;
 pub const DEFAULT_WORKERS: u64 = 2;
-/// Calls in one 64-bit burst.
-const BURST: u64 = 256;
+/// Calls in one 64-bit burst: long enough that most calls cost no exit to
+/// this process, short enough that the other modes and the memslot edits
+/// still come often.
+const BURST: u64 = 32;
 /// Draws between two memslot edits.
 const EDIT_EVERY: u64 = 16;
 /// Failures a worker reports in full.
