@@ -103,6 +103,16 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
     if args.intel {
         return stages::intel();
     }
+    if args.hcall {
+        let sh = Shell::new()?;
+        let _dir = sh.push_dir(layout::root());
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let (bench, fuzz) = hcall_figures(&sh, &cargo)?;
+        write_section("hcall_bench", bench)?;
+        let path = write_section("hcall_fuzz", fuzz)?;
+        println!("bench: hcall's figures written to {}", path.display());
+        return Ok(ExitCode::SUCCESS);
+    }
     let sh = Shell::new()?;
     let _dir = sh.push_dir(layout::root());
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());

@@ -68,6 +68,7 @@ pub fn execute(args: &E2eArgs) -> Result<Report> {
             )]
         }
     };
+    verdict::evidence::require(&mut checks, |f| run_dir.join(f).is_file());
     let interrupted = crate::interrupt::caught();
     if let Some(signal) = interrupted {
         let stage = stages.timings.last().map_or("setup", |t| t.name.as_str());

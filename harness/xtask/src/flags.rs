@@ -190,4 +190,9 @@ pub struct BenchArgs {
     /// into bench.json's "intel".
     #[arg(long, conflicts_with = "no_hcall")]
     pub intel: bool,
+    /// Only hcall's benchmark (hello against the unknown number, round by
+    /// round) and its 100,000-call fuzz inside L1, into bench.json's
+    /// "hcall_bench" and "hcall_fuzz".
+    #[arg(long, conflicts_with_all = ["no_hcall", "cold", "soak", "repeat", "intel"])]
+    pub hcall: bool,
 }

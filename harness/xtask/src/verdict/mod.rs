@@ -8,6 +8,7 @@
 
 mod boot;
 mod calls;
+pub(crate) mod evidence;
 mod host_trace;
 mod l1_tests;
 mod l2_tests;
@@ -41,6 +42,8 @@ pub struct Check {
     pub name: String,
     pub verdict: Verdict,
     pub detail: String,
+    /// The files of the run directory it was judged from.
+    pub evidence: Vec<String>,
 }
 
 impl Check {
@@ -49,6 +52,7 @@ impl Check {
             name: name.into(),
             verdict,
             detail: detail.into(),
+            evidence: evidence::of(name),
         }
     }
 }
