@@ -43,6 +43,10 @@ pub fn run(args: &E2eArgs) -> Result<ExitCode> {
 
 /// Runs every stage and returns the written report.
 pub fn execute(args: &E2eArgs) -> Result<Report> {
+    // Refused before anything starts: nothing to clean up, nothing lost.
+    if let Some(why) = layout::unusable_root(&layout::root()) {
+        bail!("{why}");
+    }
     let _lock = layout::lock()?;
     let sh = Shell::new()?;
     let run_dir = new_run_dir(&sh, args)?;

@@ -15,6 +15,19 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Why a run cannot start from a checkout at `root`, if it cannot: L1's
+/// kernel command line names the agent by its path (`init=`), where white
+/// space splits parameters, and QEMU's `-fsdev path=` takes a comma as
+/// the end of the path.
+pub fn unusable_root(root: &Path) -> Option<String> {
+    let text = root.display().to_string();
+    let bad = text.chars().find(|c| c.is_whitespace() || *c == ',')?;
+    Some(format!(
+        "the checkout {text} holds {bad:?}: L1's kernel command line (init=) and QEMU's -fsdev path= \
+         cannot carry it; clone into a path without white space or commas"
+    ))
+}
+
 pub fn target() -> PathBuf {
     root().join("target")
 }
@@ -84,4 +97,17 @@ pub fn lock() -> anyhow::Result<RunLock> {
         file.lock().context("lock target/xtask/lock")?;
     }
     Ok(RunLock { _file: file })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkout_path_with_space_or_comma_is_refused() {
+        assert_eq!(unusable_root(Path::new("/tmp/fresh")), None);
+        let why = unusable_root(Path::new("/tmp/my clone")).unwrap();
+        assert!(why.contains("' '") && why.contains("clone into a path"), "{why}");
+        assert!(unusable_root(Path::new("/tmp/a,b")).is_some());
+    }
 }
