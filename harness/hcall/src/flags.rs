@@ -91,6 +91,12 @@ pub struct SoakArgs {
     /// Internal: run as worker N of a soak started by its parent.
     #[arg(long, hide = true, value_parser = number)]
     pub worker: Option<u64>,
+    /// Leave the memslots alone (to tell apart what a failure needs).
+    #[arg(long)]
+    pub no_slot_edits: bool,
+    /// Leave kvm.hello_hypercall alone (to tell apart what a failure needs).
+    #[arg(long)]
+    pub no_flips: bool,
 }
 
 impl From<SoakArgs> for soak::Options {
@@ -101,6 +107,8 @@ impl From<SoakArgs> for soak::Options {
             workers: a.workers,
             seed: a.seed,
             worker: a.worker,
+            no_slot_edits: a.no_slot_edits,
+            no_flips: a.no_flips,
         }
     }
 }

@@ -63,12 +63,21 @@ pub struct Options {
     pub seed: Option<u64>,
     /// Run as worker N (internal: the parent starts the workers).
     pub worker: Option<u64>,
+    /// Leave the memslots alone, or the parameter: to tell apart what a
+    /// failure needs.
+    pub no_slot_edits: bool,
+    pub no_flips: bool,
 }
 
 /// What a worker sends back, one JSON line at its end.
 #[derive(Serialize, Deserialize, Debug, Default)]
 struct Tally {
     calls: u64,
+    /// Draws whose guest stopped without reporting (a triple fault, a
+    /// hang, a stray MMIO exit): failures too, counted apart because the
+    /// ABI model says nothing about them.
+    #[serde(default)]
+    stopped: u64,
     failures: u64,
     shown: Vec<String>,
     by_mode: std::collections::BTreeMap<String, u64>,
@@ -81,7 +90,7 @@ const READY: &str = "ready";
 
 pub fn main(dev: &str, opts: &Options) -> i32 {
     let result = match opts.worker {
-        Some(n) => worker(dev, opts.calls, seed_of(opts.seed, n)).map(|t| {
+        Some(n) => worker(dev, opts.calls, seed_of(opts.seed, n), !opts.no_slot_edits).map(|t| {
             println!("{}", serde_json::to_string(&t).unwrap_or_default());
             0
         }),
@@ -134,6 +143,7 @@ fn parent(dev: &str, opts: &Options) -> Result<i32> {
         let child = Command::new(&exe)
             .args(["--dev", dev, "soak", "--worker", &n.to_string()])
             .args(["--calls", &opts.calls.to_string(), "--seed", &seed.to_string()])
+            .args(opts.no_slot_edits.then_some("--no-slot-edits"))
             .stdout(Stdio::piped())
             .stdin(Stdio::null())
             .spawn()
@@ -169,7 +179,7 @@ fn parent(dev: &str, opts: &Options) -> Result<i32> {
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
             Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
-        if ready == opts.workers && results.iter().any(Option::is_none) {
+        if !opts.no_flips && ready == opts.workers && results.iter().any(Option::is_none) {
             param.set(!param.get())?;
             flips += 1;
         }
@@ -195,12 +205,13 @@ fn parent(dev: &str, opts: &Options) -> Result<i32> {
         match t {
             Some(t) => {
                 out.diag(&format!(
-                    "worker {n}: {} calls in {:.1}s, {} failures, {} memslot edits",
-                    t.calls, t.seconds, t.failures, t.slot_edits
+                    "worker {n}: {} calls in {:.1}s, {} failures ({} guests stopped without reporting), {} memslot edits",
+                    t.calls, t.seconds, t.failures, t.stopped, t.slot_edits
                 ));
                 total.calls += t.calls;
                 total.failures += t.failures;
                 total.slot_edits += t.slot_edits;
+                total.stopped += t.stopped;
                 total.shown.extend(t.shown.iter().cloned());
                 for (mode, k) in &t.by_mode {
                     *total.by_mode.entry(mode.clone()).or_default() += k;
@@ -256,6 +267,7 @@ fn parent(dev: &str, opts: &Options) -> Result<i32> {
         let j = json!({
             "calls": total.calls,
             "failures": total.failures,
+            "stopped": total.stopped,
             "workers": opts.workers,
             "seed": seed,
             "seconds": figure(elapsed),
@@ -304,13 +316,15 @@ fn aim_at_edge(d: &mut Draw, edge: Option<u64>, r: &mut SplitMix64) {
     }
 }
 
-fn worker(dev: &str, calls: u64, seed: u64) -> Result<Tally> {
+fn worker(dev: &str, calls: u64, seed: u64, slot_edits: bool) -> Result<Tally> {
     let kvm = host::open_kvm(dev).map_err(|host::NoKvm(why)| anyhow::anyhow!(why))?;
     let supported = host::supported_cpuid(&kvm)?;
     let native = Encoding::native();
     let mut vm = Vm::new(&kvm, &supported, &VmConfig::default()).context("create the worker's VM")?;
     vm.fill_canaries()?;
     let mut reference = vm.data_areas()?;
+    // Created before the parent flips anything: the parameter was on.
+    let mut enablement = Enablement::On;
     println!("{READY}");
     let mut r = SplitMix64::new(seed);
     let mut t = Tally::default();
@@ -318,7 +332,7 @@ fn worker(dev: &str, calls: u64, seed: u64) -> Result<Tally> {
     let start = Instant::now();
     let mut draws = 0u64;
     while t.calls < calls {
-        if draws % EDIT_EVERY == EDIT_EVERY - 1 {
+        if slot_edits && draws % EDIT_EVERY == EDIT_EVERY - 1 {
             edge = edge_position(t.slot_edits, &mut r);
             vm.set_edge(edge)?;
             // The snapshot labels slot 1 by where it is.
@@ -326,7 +340,7 @@ fn worker(dev: &str, calls: u64, seed: u64) -> Result<Tally> {
             t.slot_edits += 1;
         }
         draws += 1;
-        let mut d = fuzz::draw(&mut r, &[Enablement::On], false);
+        let mut d = fuzz::draw(&mut r, &[enablement], false);
         aim_at_edge(&mut d, edge, &mut r);
         let burst = d.mode == Mode::Long64 && d.cpl == 0;
         let (stop, n, differed) = if burst {
@@ -387,11 +401,31 @@ fn worker(dev: &str, calls: u64, seed: u64) -> Result<Tally> {
                 vm.write(c.0, &[c.1])?;
             }
         } else {
-            bail!("the guest did not report: {stop:?}");
+            // A VM that did not report cannot be trusted for the next
+            // call: it is replaced. The parent may have turned the
+            // parameter off meanwhile, so the new VM's enablement is
+            // asked of it with a plain call before it is used.
+            t.stopped += 1;
+            vm = Vm::new(&kvm, &supported, &VmConfig::default()).context("re-create the worker's VM")?;
+            vm.fill_canaries()?;
+            reference = vm.data_areas()?;
+            edge = Some(layout::EDGE.gpa);
+            enablement = enablement_of(&mut vm, native)?;
         }
     }
     t.seconds = (start.elapsed().as_secs_f64() * 10.0).round() / 10.0;
     Ok(t)
+}
+
+/// What a VM created while the parameter flips got: a call without a
+/// buffer returns 0 where the handler is on, -KVM_ENOSYS where it is off.
+fn enablement_of(vm: &mut Vm, native: Encoding) -> Result<Enablement> {
+    let entry = Entry::call(Mode::Long64, false, native, [0; 4]);
+    match vm.enter_guest(&entry, &mut |_| (-abi::KVM_ENOSYS) as u64)? {
+        Stop::Reported(regs) if regs.rax == 0 => Ok(Enablement::On),
+        Stop::Reported(regs) if regs.rax as i64 == -abi::KVM_ENOSYS => Ok(Enablement::ParamOff),
+        other => bail!("a new VM answered its first call with {other:?}"),
+    }
 }
 
 #[cfg(test)]

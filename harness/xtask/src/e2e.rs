@@ -278,7 +278,15 @@ fn pipeline(
             // SeaBIOS, not qboot: qboot writes no MP table, and without ACPI
             // or one, L1's virtio-pci devices get no interrupt and 9p hangs.
             bios: None,
-            params: l1_params(chosen),
+            params: {
+                let mut params = l1_params(chosen);
+                if args.sanitize {
+                    // Every KASAN report, not only the first: a run may
+                    // hold more than one bug.
+                    params.push("kasan_multi_shot".into());
+                }
+                params
+            },
         };
         let argv = qemu::l1_args(&l1);
         fs_err::write(

@@ -28,6 +28,9 @@ pub enum Verb {
     /// Cause the faults a run must survive (signals, a killed guest, a
     /// corrupt patch, a full disk) against warm 6.12 kernels; needs root.
     Faults,
+    /// Capture real kernel reports (through LKDTM, in the sanitized host)
+    /// as test data for the kernel-trouble patterns.
+    Splats,
 }
 
 /// Which Debian kernel source to build on.

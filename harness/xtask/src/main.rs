@@ -29,6 +29,7 @@ mod report;
 mod sanitize;
 mod selftests;
 mod source;
+mod splats;
 mod stage;
 mod stamp;
 mod stock;
@@ -61,6 +62,7 @@ fn main() -> ExitCode {
         flags::Verb::Ci(args) => ci::run(&args),
         flags::Verb::Bench(args) => bench::run(&args),
         flags::Verb::Faults => faults::run(),
+        flags::Verb::Splats => splats::run(),
     };
     match result {
         Ok(code) => code,

@@ -70,6 +70,7 @@ pub fn run() -> Result<ExitCode> {
         "l1_console_clean": console_clean,
         "calls": figures["calls"],
         "failures": figures["failures"],
+        "stopped_without_report": figures["stopped"],
         "splats": figures["splats"],
         "calls_per_sec": figures["calls_per_sec"],
         "workers": figures["workers"],
