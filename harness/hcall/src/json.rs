@@ -3,6 +3,16 @@
 
 use serde_json::{json, Value};
 
+/// Where a verb's KTAP goes: stdout, or stderr with --json, so that stdout
+/// then carries only the JSON.
+pub fn ktap_stream(json: bool) -> Box<dyn std::io::Write> {
+    if json {
+        Box::new(std::io::stderr())
+    } else {
+        Box::new(std::io::stdout())
+    }
+}
+
 /// A figure rounded to three decimals: more is noise, and it keeps
 /// bench.json readable. NaN and infinities have no JSON form: null.
 pub fn figure(x: f64) -> Value {

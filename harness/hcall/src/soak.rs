@@ -116,12 +116,7 @@ fn parent(dev: &str, opts: &Options) -> Result<i32> {
             return Ok(proto::ktap::EXIT_SKIP);
         }
     };
-    let stream: Box<dyn std::io::Write> = if opts.json {
-        Box::new(std::io::stderr())
-    } else {
-        Box::new(std::io::stdout())
-    };
-    let mut out = Writer::start(stream, 2);
+    let mut out = Writer::start(crate::json::ktap_stream(opts.json), 2);
     let (ctx, notes) = host::prepare(kvm)?;
     for n in &notes {
         out.diag(n);

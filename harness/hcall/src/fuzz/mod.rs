@@ -172,13 +172,7 @@ fn fuzz(kvm: kvm_ioctls::Kvm, opts: &Options) -> Result<i32> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64)
     });
-    // With --json, stdout carries only the JSON; the KTAP goes to stderr.
-    let stream: Box<dyn std::io::Write> = if opts.json {
-        Box::new(std::io::stderr())
-    } else {
-        Box::new(std::io::stdout())
-    };
-    let mut out = Writer::start(stream, 2);
+    let mut out = Writer::start(crate::json::ktap_stream(opts.json), 2);
     let (ctx, notes) = host::prepare(kvm)?;
     for n in &notes {
         out.diag(n);

@@ -61,33 +61,21 @@ pub fn judge(e: &Evidence) -> Vec<Check> {
         Verdict::Pass,
         format!("the agent started in L1 under Bochs ({})", crate::bochs::MODEL),
     ));
-    let errors: Vec<&str> = events
-        .iter()
-        .filter_map(|ev| match ev {
-            Event::Error { what } => Some(what.as_str()),
-            _ => None,
-        })
-        .collect();
-    checks.push(if !errors.is_empty() {
-        Check::new(
-            "agent",
-            Verdict::Fail,
-            format!("the agent failed: {}", errors.join("; ")),
-        )
-    } else if e.outcome.end != End::Done {
-        Check::new(
-            "agent",
-            Verdict::Fail,
-            format!("{} ({:.0}s)", e.outcome.end.describe(), e.outcome.seconds),
-        )
-    } else {
-        Check::new("agent", Verdict::Pass, "the agent reported to its end")
+    let (agent, skipped) = verdict::agent_checks(&events, |errors| {
+        if !errors.is_empty() {
+            Some(format!("the agent failed: {}", errors.join("; ")))
+        } else if e.outcome.end != End::Done {
+            Some(format!(
+                "{} ({:.0}s)",
+                e.outcome.end.describe(),
+                e.outcome.seconds
+            ))
+        } else {
+            None
+        }
     });
-    if let Some(reason) = events.iter().find_map(|ev| match ev {
-        Event::Skip { reason } => Some(reason.clone()),
-        _ => None,
-    }) {
-        checks.push(Check::new("nested_kvm", Verdict::Skip, format!("SKIP: {reason}")));
+    checks.extend(agent);
+    if skipped {
         return checks;
     }
     checks.push(verdict::param_check(&events));

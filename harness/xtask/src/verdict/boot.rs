@@ -113,3 +113,32 @@ pub(super) fn l2_check(events: &[Event], check: &str, guest: GuestName, console:
         None => Check::new(check, Verdict::Fail, "the agent did not report how L2 ended"),
     }
 }
+
+/// The agent's own checks: `agent` (it ran to its end without an error;
+/// `failure` says why not, given the errors it reported) and, when L1 had
+/// no nested KVM, the `nested_kvm` skip. The flag is true for that skip:
+/// nothing else can be judged then.
+pub(crate) fn agent_checks(
+    events: &[Event],
+    failure: impl FnOnce(&[&str]) -> Option<String>,
+) -> (Vec<Check>, bool) {
+    let errors: Vec<&str> = events
+        .iter()
+        .filter_map(|ev| match ev {
+            Event::Error { what } => Some(what.as_str()),
+            _ => None,
+        })
+        .collect();
+    let mut checks = vec![match failure(&errors) {
+        Some(why) => Check::new("agent", Verdict::Fail, why),
+        None => Check::new("agent", Verdict::Pass, "the agent reported to its end"),
+    }];
+    let skip = events.iter().find_map(|ev| match ev {
+        Event::Skip { reason } => Some(reason.clone()),
+        _ => None,
+    });
+    if let Some(reason) = &skip {
+        checks.push(Check::new("nested_kvm", Verdict::Skip, format!("SKIP: {reason}")));
+    }
+    (checks, skip.is_some())
+}

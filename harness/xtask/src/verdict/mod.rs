@@ -19,6 +19,7 @@ use proto::{Call, Event, FactName, GuestName, Who};
 use serde::Serialize;
 
 use crate::trace;
+pub(crate) use boot::agent_checks;
 use boot::{l2_check, module_check};
 pub(crate) use boot::{no_report, param_check, tail};
 use calls::{promised_checks, PARAM_OFF_CASES, SYSCALL_CHECKS};
@@ -129,37 +130,20 @@ pub fn judge(e: &Evidence) -> Vec<Check> {
     }
     checks.push(Check::new("l1_boot", Verdict::Pass, "the agent started in L1"));
 
-    let errors: Vec<&str> = events
-        .iter()
-        .filter_map(|ev| match ev {
-            Event::Error { what } => Some(what.as_str()),
-            _ => None,
-        })
-        .collect();
     let agent_done = events
         .iter()
         .any(|ev| matches!(ev, Event::Done { who: Who::Agent }));
-    checks.push(if !errors.is_empty() {
-        Check::new(
-            "agent",
-            Verdict::Fail,
-            format!("a guest program failed: {}", errors.join("; ")),
-        )
-    } else if !agent_done {
-        Check::new(
-            "agent",
-            Verdict::Fail,
-            no_report("L1", e.l1_timed_out, &e.l1_console),
-        )
-    } else {
-        Check::new("agent", Verdict::Pass, "the agent reported to its end")
+    let (agent, skipped) = agent_checks(&events, |errors| {
+        if !errors.is_empty() {
+            Some(format!("a guest program failed: {}", errors.join("; ")))
+        } else if !agent_done {
+            Some(no_report("L1", e.l1_timed_out, &e.l1_console))
+        } else {
+            None
+        }
     });
-
-    if let Some(reason) = events.iter().find_map(|ev| match ev {
-        Event::Skip { reason } => Some(reason.clone()),
-        _ => None,
-    }) {
-        checks.push(Check::new("nested_kvm", Verdict::Skip, format!("SKIP: {reason}")));
+    checks.extend(agent);
+    if skipped {
         return checks;
     }
 
