@@ -212,6 +212,8 @@ fn e2e_args(kernel: KernelVersion, unpatched: bool, cpu: Cpu) -> E2eArgs {
         l1_test: vec![],
         l1_test_timeout: 120,
         timeout: 300,
+        l2_timeout: 300,
+        skip_stock: false,
         fault: None,
     }
 }

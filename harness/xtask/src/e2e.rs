@@ -246,7 +246,13 @@ fn pipeline(
             )),
         }
     };
-    let stock = stages.run("stock", |p| stock_guest(sh, run_dir, p))?;
+    let stock = stages.run("stock", |p| match args.skip_stock {
+        true => {
+            p.cached();
+            Ok(Scenario::Skipped("--skip-stock".into()))
+        }
+        false => stock_guest(sh, run_dir, p),
+    })?;
     // The images stage adds hcall to the tests L1 runs, and returns them
     // all in the order they run.
     let l1_tests = stages.run("images", |p| {
@@ -260,6 +266,7 @@ fn pipeline(
             stock: stock.runs().map(|(s, m)| (s, m.ko.as_path())),
             l1_test_timeout: args.l1_test_timeout,
             fault: args.fault.as_deref(),
+            l2_timeout: args.l2_timeout,
         };
         images::images(sh, &inputs, run_dir, p)
     })?;
@@ -441,7 +448,7 @@ fn stock_guest(
 pub fn l1_params(accel: Accel) -> Vec<String> {
     // In-kernel handling is off by default: the run opts in.
     let mut params = vec!["kvm.hello_hypercall=1".to_string()];
-    if accel == Accel::Tcg {
+    if matches!(accel, Accel::Tcg | Accel::TcgSingle) {
         // Under TCG, without ACPI's HPET, some kernels (6.1) fail to
         // calibrate the TSC against the PIT and mark it unstable; TCG's TSC
         // runs at the host's rate, so hand that over.
@@ -467,6 +474,10 @@ fn hypercall_nr(tree: &Path) -> Option<u64> {
 /// TCG is a classic complaint about such tools.
 fn resolve_accel(want: flags::Accel, qemu: &Path, kernel: &Path, run_dir: &Path) -> Result<Accel> {
     match want {
+        flags::Accel::TcgSingle => {
+            println!("    L1 accelerator: TCG on one host thread (--accel tcg-single)");
+            Ok(Accel::TcgSingle)
+        }
         flags::Accel::Tcg => {
             println!("    L1 accelerator: TCG (--accel tcg), -cpu max emulates SVM for L2");
             Ok(Accel::Tcg)

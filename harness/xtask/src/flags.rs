@@ -53,6 +53,11 @@ pub enum Accel {
     Auto,
     Kvm,
     Tcg,
+    /// TCG with both vCPUs on one host thread: slower (the stock guest's
+    /// boot then takes minutes: see --skip-stock), but free of the rare guest
+    /// corruption that multi-threaded TCG (QEMU 7.2) shows under nested
+    /// SVM in long soaks.
+    TcgSingle,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -124,6 +129,14 @@ pub struct E2eArgs {
     /// L1's deadline in seconds; QEMU is killed when it passes.
     #[arg(long, default_value_t = 300)]
     pub timeout: u64,
+    /// Each L2 guest's deadline inside L1, in seconds.
+    #[arg(long, default_value_t = 300)]
+    pub l2_timeout: u64,
+    /// Leave out the stock-kernel guest (its checks are one loud SKIP),
+    /// for runs that need only the patched guest and L1's tests, such as
+    /// `bench --soak` on one TCG thread.
+    #[arg(long)]
+    pub skip_stock: bool,
     /// A fault for the agent to inject, used by `cargo xtask faults`:
     /// "kill-l2-main" kills the main guest's QEMU inside L1.
     #[arg(long, hide = true, value_parser = ["kill-l2-main"])]

@@ -3,7 +3,6 @@
 //! directory.
 
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use xshell::{cmd, Shell};
@@ -13,8 +12,6 @@ use crate::patches::Series;
 use crate::{initramfs, layout, qemu, stock};
 
 const L2_MEMORY_MIB: u32 = 256;
-/// L2's deadline inside L1; L1's own comes from --timeout.
-const L2_TIMEOUT: Duration = Duration::from_secs(300);
 /// hcall's fuzz calls in every run (the benchmark runs many more).
 const FUZZ_ITERATIONS: u32 = 2000;
 /// Per-CPU trace buffer in L1: room for every hypercall of a run, the
@@ -65,6 +62,8 @@ pub(crate) struct Images<'a> {
     pub(crate) stock: Option<(&'a stock::Stock, &'a Path)>,
     /// The fault the agent injects (--fault).
     pub(crate) fault: Option<&'a str>,
+    /// Each L2's deadline inside L1 (--l2-timeout), in seconds.
+    pub(crate) l2_timeout: u64,
 }
 
 /// Builds the static guest programs, L2's initramfs and the agent's
@@ -168,7 +167,7 @@ pub(crate) fn images(
         bios: qemu::qboot().map(|b| b.display().to_string()).unwrap_or_default(),
         guests,
         l2_memory_mib: L2_MEMORY_MIB,
-        l2_timeout_secs: L2_TIMEOUT.as_secs(),
+        l2_timeout_secs: inputs.l2_timeout,
         trace_buffer_kb: TRACE_BUFFER_KB,
         fallback_tsc_khz: host_tsc_khz(),
         l1_tests,

@@ -15,6 +15,8 @@ use crate::kvm_host;
 pub enum Accel {
     Kvm,
     Tcg,
+    /// TCG with every vCPU on one host thread (see flags::Accel).
+    TcgSingle,
 }
 
 impl Accel {
@@ -22,6 +24,7 @@ impl Accel {
         match self {
             Accel::Kvm => "kvm",
             Accel::Tcg => "tcg",
+            Accel::TcgSingle => "tcg-single",
         }
     }
 }
@@ -48,6 +51,7 @@ pub fn accel_args(accel: Accel) -> Vec<String> {
         // thread=multi: a host thread per vCPU (the default on x86 hosts,
         // spelled out because two vCPUs on one thread would halve it).
         Accel::Tcg => strings(&["-accel", "tcg,thread=multi", "-cpu", "max"]),
+        Accel::TcgSingle => strings(&["-accel", "tcg,thread=single", "-cpu", "max"]),
     }
 }
 
