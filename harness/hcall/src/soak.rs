@@ -52,6 +52,8 @@ const BURST: u64 = 32;
 const EDIT_EVERY: u64 = 16;
 /// Failures a worker reports in full.
 const SHOWN: usize = 10;
+/// Calls between a worker's progress lines.
+const PROGRESS_EVERY: u64 = 20_000;
 /// How often the parent flips the parameter.
 const FLIP_EVERY: Duration = Duration::from_millis(1);
 
@@ -78,6 +80,10 @@ struct Tally {
     /// ABI model says nothing about them.
     #[serde(default)]
     stopped: u64,
+    /// The worker's last line says true; the lines before it are progress,
+    /// so that a soak stopped at its deadline still reports what ran.
+    #[serde(default)]
+    done: bool,
     failures: u64,
     shown: Vec<String>,
     by_mode: std::collections::BTreeMap<String, u64>,
@@ -91,7 +97,10 @@ const READY: &str = "ready";
 pub fn main(dev: &str, opts: &Options) -> i32 {
     let result = match opts.worker {
         Some(n) => worker(dev, opts.calls, seed_of(opts.seed, n), !opts.no_slot_edits).map(|t| {
-            println!("{}", serde_json::to_string(&t).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string(&Tally { done: true, ..t }).unwrap_or_default()
+            );
             0
         }),
         None => parent(dev, opts),
@@ -157,7 +166,9 @@ fn parent(dev: &str, opts: &Options) -> Result<i32> {
     drop(lines);
     // Generous: a call costs under a millisecond even nested under TCG
     // with every sanitizer on.
-    let deadline = Instant::now() + Duration::from_secs(120) + Duration::from_millis(opts.calls);
+    // Generous: four milliseconds a call is far slower than a sanitized L1
+    // on one TCG thread, the slowest host the soak runs on.
+    let deadline = Instant::now() + Duration::from_secs(120) + Duration::from_millis(4 * opts.calls);
     let mut ready = 0;
     let mut results: Vec<Option<Tally>> = (0..opts.workers).map(|_| None).collect();
     let mut other_lines = Vec::new();
@@ -174,7 +185,8 @@ fn parent(dev: &str, opts: &Options) -> Result<i32> {
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
             Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
-        if !opts.no_flips && ready == opts.workers && results.iter().any(Option::is_none) {
+        let running = results.iter().any(|r| !r.as_ref().is_some_and(|t| t.done));
+        if !opts.no_flips && ready == opts.workers && running {
             param.set(!param.get())?;
             flips += 1;
         }
@@ -196,8 +208,24 @@ fn parent(dev: &str, opts: &Options) -> Result<i32> {
     }
     let mut total = Tally::default();
     let mut missing = 0;
+    let mut unfinished = 0;
     for (n, t) in results.iter().enumerate() {
         match t {
+            Some(t) if !t.done => {
+                unfinished += 1;
+                out.diag(&format!(
+                    "worker {n}: stopped at the deadline after {} calls in {:.1}s, {} failures so far",
+                    t.calls, t.seconds, t.failures
+                ));
+                total.calls += t.calls;
+                total.failures += t.failures;
+                total.stopped += t.stopped;
+                total.slot_edits += t.slot_edits;
+                total.shown.extend(t.shown.iter().cloned());
+                for (mode, k) in &t.by_mode {
+                    *total.by_mode.entry(mode.clone()).or_default() += k;
+                }
+            }
             Some(t) => {
                 out.diag(&format!(
                     "worker {n}: {} calls in {:.1}s, {} failures ({} guests stopped without reporting), {} memslot edits",
@@ -225,7 +253,7 @@ fn parent(dev: &str, opts: &Options) -> Result<i32> {
         "soak: {} calls from {} vCPUs, seed {seed}",
         total.calls, opts.workers
     );
-    let passed = missing == 0 && total.failures == 0 && total.calls > 0;
+    let passed = missing == 0 && unfinished == 0 && total.failures == 0 && total.calls > 0;
     if missing > 0 {
         out.diag(&format!("{missing} worker(s) sent no result"));
     }
@@ -263,6 +291,7 @@ fn parent(dev: &str, opts: &Options) -> Result<i32> {
             "calls": total.calls,
             "failures": total.failures,
             "stopped": total.stopped,
+            "complete": missing == 0 && unfinished == 0,
             "workers": opts.workers,
             "seed": seed,
             "seconds": figure(elapsed),
@@ -326,7 +355,13 @@ fn worker(dev: &str, calls: u64, seed: u64, slot_edits: bool) -> Result<Tally> {
     let mut edge = Some(layout::EDGE.gpa);
     let start = Instant::now();
     let mut draws = 0u64;
+    let mut next_progress = PROGRESS_EVERY;
     while t.calls < calls {
+        if t.calls >= next_progress {
+            t.seconds = (start.elapsed().as_secs_f64() * 10.0).round() / 10.0;
+            println!("{}", serde_json::to_string(&t).unwrap_or_default());
+            next_progress += PROGRESS_EVERY;
+        }
         if slot_edits && draws % EDIT_EVERY == EDIT_EVERY - 1 {
             edge = edge_position(t.slot_edits, &mut r);
             vm.set_edge(edge)?;

@@ -95,7 +95,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
         return cold::run();
     }
     if args.soak {
-        return soak::run();
+        return soak::run(args.soak_calls);
     }
     if let Some(n) = args.repeat {
         return stages::repeat(n);

@@ -198,6 +198,9 @@ pub struct BenchArgs {
     /// failures and splats into bench.json's "soak".
     #[arg(long, conflicts_with_all = ["no_hcall", "repeat", "intel"])]
     pub soak: bool,
+    /// With --soak: calls per worker (two workers).
+    #[arg(long, default_value_t = 500_000, requires = "soak")]
+    pub soak_calls: u64,
     /// Run N warm E2Es and record how many passed (the flake rate) into
     /// bench.json's "repeat".
     #[arg(long, value_name = "N", conflicts_with_all = ["no_hcall", "intel"])]

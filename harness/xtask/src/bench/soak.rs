@@ -24,21 +24,20 @@ use xshell::{cmd, Shell};
 
 use crate::layout;
 
-/// Calls per worker, and workers: a million in all.
-const CALLS_PER_WORKER: u64 = 500_000;
+/// Workers: with the default 500,000 calls each, a million in all.
 const WORKERS: u64 = 2;
 
-pub fn run() -> Result<ExitCode> {
+pub fn run(calls_per_worker: u64) -> Result<ExitCode> {
     let sh = Shell::new()?;
     let _dir = sh.push_dir(layout::root());
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let hcall = layout::target().join("x86_64-unknown-linux-gnu/release/hcall");
     let soak = format!(
-        "{} soak --json --calls {CALLS_PER_WORKER} --workers {WORKERS} --seed 1",
+        "{} soak --json --calls {calls_per_worker} --workers {WORKERS} --seed 1",
         hcall.display()
     );
     println!(
-        "bench: `cargo xtask e2e --sanitize` with hcall's soak in L1 ({WORKERS} x {CALLS_PER_WORKER} calls)"
+        "bench: `cargo xtask e2e --sanitize` with hcall's soak in L1 ({WORKERS} x {calls_per_worker} calls)"
     );
     let t = Instant::now();
     let status = cmd!(
@@ -77,6 +76,7 @@ pub fn run() -> Result<ExitCode> {
         "sanitizers": ["KASAN", "UBSAN", "KFENCE", "PROVE_LOCKING", "DEBUG_ATOMIC_SLEEP", "DEBUG_LIST"],
         "l1_console_clean": console_clean,
         "calls": figures["calls"],
+        "complete": figures["complete"],
         "failures": figures["failures"],
         "stopped_without_report": figures["stopped"],
         "splats": figures["splats"],
@@ -102,7 +102,7 @@ pub fn run() -> Result<ExitCode> {
         && section["splats"] == json!(0)
         && section["calls"]
             .as_u64()
-            .is_some_and(|c| c >= CALLS_PER_WORKER * WORKERS);
+            .is_some_and(|c| c >= calls_per_worker * WORKERS);
     Ok(if passed {
         ExitCode::SUCCESS
     } else {
