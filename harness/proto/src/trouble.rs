@@ -69,6 +69,45 @@ mod tests {
         }
     }
 
+    /// The splats `cargo xtask splats` captured from a real kernel, one
+    /// file per kind, and the console of a whole sanitized E2E before them.
+    fn captured() -> Vec<(String, String)> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/splats");
+        let mut files: Vec<(String, String)> = fs_err::read_dir(&dir)
+            .expect("captured splats (cargo xtask splats)")
+            .flatten()
+            .map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                (name, fs_err::read_to_string(e.path()).unwrap())
+            })
+            .collect();
+        files.sort();
+        files
+    }
+
+    #[test]
+    fn every_captured_splat_is_trouble() {
+        let splats = captured();
+        assert!(splats.len() > 5, "too few captured splats: {splats:?}");
+        for (name, text) in splats.iter().filter(|(n, _)| n != "sanitized-e2e.log") {
+            assert!(
+                text.lines().any(is_trouble),
+                "{name}: no line is trouble:\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_captured_sanitized_run_is_not_trouble() {
+        let (_, clean) = captured()
+            .into_iter()
+            .find(|(n, _)| n == "sanitized-e2e.log")
+            .expect("sanitized-e2e.log");
+        let bad: Vec<&str> = clean.lines().filter(|l| is_trouble(l)).collect();
+        assert!(bad.is_empty(), "false alarms: {bad:?}");
+        assert!(clean.contains("KernelAddressSanitizer initialized"));
+    }
+
     #[test]
     fn an_ordinary_boot_is_not_trouble() {
         for line in [
