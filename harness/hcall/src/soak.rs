@@ -91,6 +91,20 @@ struct Tally {
     seconds: f64,
 }
 
+impl Tally {
+    /// Adds a worker's figures to the run's.
+    fn add(&mut self, t: &Tally) {
+        self.calls += t.calls;
+        self.failures += t.failures;
+        self.stopped += t.stopped;
+        self.slot_edits += t.slot_edits;
+        self.shown.extend(t.shown.iter().cloned());
+        for (mode, k) in &t.by_mode {
+            *self.by_mode.entry(mode.clone()).or_default() += k;
+        }
+    }
+}
+
 /// The line a worker prints once its VM exists.
 const READY: &str = "ready";
 
@@ -217,28 +231,14 @@ fn parent(dev: &str, opts: &Options) -> Result<i32> {
                     "worker {n}: stopped at the deadline after {} calls in {:.1}s, {} failures so far",
                     t.calls, t.seconds, t.failures
                 ));
-                total.calls += t.calls;
-                total.failures += t.failures;
-                total.stopped += t.stopped;
-                total.slot_edits += t.slot_edits;
-                total.shown.extend(t.shown.iter().cloned());
-                for (mode, k) in &t.by_mode {
-                    *total.by_mode.entry(mode.clone()).or_default() += k;
-                }
+                total.add(t);
             }
             Some(t) => {
                 out.diag(&format!(
                     "worker {n}: {} calls in {:.1}s, {} failures ({} guests stopped without reporting), {} memslot edits",
                     t.calls, t.seconds, t.failures, t.stopped, t.slot_edits
                 ));
-                total.calls += t.calls;
-                total.failures += t.failures;
-                total.slot_edits += t.slot_edits;
-                total.stopped += t.stopped;
-                total.shown.extend(t.shown.iter().cloned());
-                for (mode, k) in &t.by_mode {
-                    *total.by_mode.entry(mode.clone()).or_default() += k;
-                }
+                total.add(t);
             }
             None => missing += 1,
         }
