@@ -1,22 +1,22 @@
 //! `cargo xtask ci`: everything CI runs, in the order that fails fastest.
 //!
 //! Format, clippy and unit tests; the GitHub workflow linted (actionlint);
-//! the series applied and checkpatched on
-//! every base; every prefix of every series built (`patches --each`); the
-//! E2E on 6.12, 6.1 and 7.3, which must pass, and on 6.12 under Bochs'
-//! Intel CPU; the negative control on unpatched 6.12 (both CPUs) and 7.3,
-//! which must fail for the documented reasons; the sanitized 6.12 host;
-//! and the faults a run must survive.
+//! then base by base (6.12, 6.1, 7.3): the series applied and
+//! checkpatched, every prefix built (`patches --each`), the E2E, which
+//! must pass, and the negative control on unpatched 6.12 (both CPUs) and
+//! 7.3, which must fail for the documented reasons; on 6.12 also the E2E
+//! under Bochs' Intel CPU, the sanitized host and the faults a run must
+//! survive. A finished base's trees and builds are reclaimed before the
+//! next one starts, so the run fits in about 12 GiB (disk.rs).
 
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::ValueEnum;
 use xshell::{cmd, Shell};
 
 use crate::flags::{Accel, CiArgs, Cpu, E2eArgs, KernelArgs, KernelVersion, PatchesArgs};
 use crate::verdict::Verdict;
-use crate::{e2e, layout, patches, workflow};
+use crate::{disk, e2e, layout, patches, workflow};
 
 pub fn run(args: &CiArgs) -> Result<ExitCode> {
     if let Some(kernel) = args.e2e {
@@ -54,55 +54,65 @@ pub fn run(args: &CiArgs) -> Result<ExitCode> {
             .map_err(Into::into),
     );
     step("actionlint", workflow::lint(&sh));
-    for &version in KernelVersion::value_variants() {
-        let name = format!("patches {}", version.name());
+    if !args.no_e2e && !args.keep {
+        step("disk", disk::require_free(disk::CI_NEEDS, "a CI run"));
+    }
+    // Base by base, so that a finished base's trees and builds can go
+    // before the next one's arrive (disk.rs).
+    for &version in BASES {
         let kernel = KernelArgs {
             kernel: version,
             tree: None,
             unpatched: false,
             series: None,
         };
-        let only_check = PatchesArgs {
-            kernel,
+        let patches_args = |each| PatchesArgs {
+            kernel: kernel.clone(),
             export: None,
             signoff: None,
-            each: false,
+            each,
         };
-        step(&name, expect_success(patches::run(&only_check)));
-    }
-    if !args.no_e2e {
-        // Bisectability builds kernels, so it goes with the E2E runs; each
-        // base's series is walked prefix by prefix (cached by the patches).
-        for &version in KernelVersion::value_variants() {
-            let each = PatchesArgs {
-                kernel: KernelArgs {
-                    kernel: version,
-                    tree: None,
-                    unpatched: false,
-                    series: None,
-                },
-                export: None,
-                signoff: None,
-                each: true,
-            };
-            let name = format!("patches --each {}", version.name());
-            step(&name, expect_success(patches::run(&each)));
+        let name = format!("patches {}", version.name());
+        step(&name, expect_success(patches::run(&patches_args(false))));
+        if args.no_e2e {
+            continue;
         }
-        for &(version, unpatched, cpu) in E2E_RUNS {
+        // Every prefix of the series builds, warning-free.
+        let name = format!("patches --each {}", version.name());
+        step(&name, expect_success(patches::run(&patches_args(true))));
+        for &(_, unpatched, cpu) in E2E_RUNS.iter().filter(|r| r.0 == version) {
             step(
                 &e2e_name(version, unpatched, cpu),
                 e2e_expect(version, unpatched, cpu),
             );
         }
-        // The sanitized host: its own build, and its detectors' reports
-        // on L1's console fail the run.
-        let sanitized = E2eArgs {
-            sanitize: true,
-            ..e2e_args(KernelVersion::V6_12, false, Cpu::Default)
-        };
-        step("e2e 6.12 --sanitize", expect(&sanitized));
-        // Against the warm 6.12 kernels the first runs built.
-        step("faults", expect_success(crate::faults::run()));
+        if version == KernelVersion::V6_12 {
+            // The sanitized host: its own build, and its detectors'
+            // reports on L1's console fail the run.
+            let sanitized = E2eArgs {
+                sanitize: true,
+                ..e2e_args(KernelVersion::V6_12, false, Cpu::Default)
+            };
+            step("e2e 6.12 --sanitize", expect(&sanitized));
+            // Against the warm 6.12 kernels the runs above built.
+            step("faults", expect_success(crate::faults::run()));
+        }
+        println!(
+            "ci: disk: target/ holds {} after {} ({} free)",
+            disk::gib(disk::usage(&layout::target())),
+            version.name(),
+            disk::gib(disk::free(&layout::target()).unwrap_or(0))
+        );
+        if !args.keep {
+            match disk::reclaim(version) {
+                Ok(freed) => println!(
+                    "ci: reclaimed {} of {}'s sources and kernel builds (--keep keeps them)",
+                    disk::gib(freed),
+                    version.name()
+                ),
+                Err(e) => step(&format!("reclaim {}", version.name()), Err(e)),
+            }
+        }
     }
 
     let failed: Vec<&str> = results
@@ -123,12 +133,16 @@ pub fn run(args: &CiArgs) -> Result<ExitCode> {
     })
 }
 
-/// The E2E runs, in the order that fails fastest: the default base and its
-/// negative control first, then 6.1, then 7.3, whose source is fetched
-/// from trixie-backports and which is the one most likely to be cold.
-/// 7.3's negative control tells its checks apart on the newest base too.
-/// The Intel runs (Bochs) boot the 6.12 host kernels the first two built,
-/// so they cost about two minutes and no build.
+/// The bases in the order CI takes them: the default first, then 6.1,
+/// then 7.3, whose source is fetched from trixie-backports and which is
+/// the one most likely to be cold.
+const BASES: &[KernelVersion] = &[KernelVersion::V6_12, KernelVersion::V6_1, KernelVersion::V7_3];
+
+/// The E2E runs of each base, in the order that fails fastest: a base's
+/// patched run before its negative control. 7.3's negative control tells
+/// its checks apart on the newest base too. The Intel runs (Bochs) boot
+/// the 6.12 host kernels the first two built, so they cost about two
+/// minutes and no build.
 const E2E_RUNS: &[(KernelVersion, bool, Cpu)] = &[
     (KernelVersion::V6_12, false, Cpu::Default),
     (KernelVersion::V6_12, true, Cpu::Default),
@@ -250,6 +264,15 @@ fn expect(args: &E2eArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::ValueEnum;
+
+    #[test]
+    fn ci_takes_every_base() {
+        assert_eq!(BASES.len(), KernelVersion::value_variants().len());
+        for v in KernelVersion::value_variants() {
+            assert!(BASES.contains(v), "{}", v.name());
+        }
+    }
 
     #[test]
     fn every_base_passes_its_e2e_and_three_have_a_negative_control() {

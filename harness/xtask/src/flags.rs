@@ -178,6 +178,11 @@ pub struct CiArgs {
     /// With --e2e: the CPU L1 runs on.
     #[arg(long, value_enum, default_value = "default", requires = "e2e")]
     pub cpu: Cpu,
+    /// Keep each base's sources and kernel builds when its steps are done
+    /// (about 25 GiB for all three), instead of reclaiming them so that
+    /// the run's peak is one base (about 12 GiB).
+    #[arg(long, conflicts_with = "e2e")]
+    pub keep: bool,
 }
 
 #[derive(Args, Debug)]

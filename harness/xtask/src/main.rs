@@ -11,6 +11,7 @@ mod build;
 mod ci;
 mod debian;
 mod deps;
+mod disk;
 mod e2e;
 mod faults;
 mod flags;
