@@ -23,6 +23,21 @@ pub(crate) fn no_report(vm: &str, timed_out: bool, console: &str) -> String {
     )
 }
 
+/// The prefix of an L2 check that ended in [`reset_before_console`].
+pub(crate) const RESET: &str = "RESET:";
+
+/// An L2 QEMU that exited 0 on its own before the guest's console printed
+/// a byte or its probe said hello: with -no-reboot, that is the guest
+/// resetting (a triple fault) early in its boot. Nothing of the series has
+/// run in it yet (no probe, no call), so `cargo xtask ci` boots the run
+/// once more when it sees this (ci.rs); a deterministic reset fails both.
+fn reset_before_console(secs: f64) -> String {
+    format!(
+        "{RESET} L2 reset after {secs:.1}s, before its console printed anything or its probe started \
+         (QEMU, with -no-reboot, exited 0): a triple fault early in its boot"
+    )
+}
+
 pub(crate) fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     let from = lines.len().saturating_sub(n);
@@ -72,19 +87,20 @@ pub(super) fn l2_check(events: &[Event], check: &str, guest: GuestName, console:
     let exit = events.iter().find_map(|ev| match ev {
         Event::L2Exit {
             guest: g,
+            status,
             timed_out,
             seconds,
             init_seconds,
             signal,
             ..
-        } if *g == guest => Some((*timed_out, *seconds, *init_seconds, *signal)),
+        } if *g == guest => Some((*timed_out, *seconds, *init_seconds, *signal, *status)),
         _ => None,
     });
     let probe_done = events
         .iter()
         .any(|ev| matches!(ev, Event::Done { who } if *who == guest.probe()));
     match exit {
-        Some((_, secs, _, Some(signal))) => Check::new(
+        Some((_, secs, _, Some(signal), _)) => Check::new(
             check,
             Verdict::Fail,
             format!(
@@ -97,7 +113,7 @@ pub(super) fn l2_check(events: &[Event], check: &str, guest: GuestName, console:
                 }
             ),
         ),
-        Some((false, secs, init, None)) if probe_done => Check::new(
+        Some((false, secs, init, None, _)) if probe_done => Check::new(
             check,
             Verdict::Pass,
             match init {
@@ -107,7 +123,10 @@ pub(super) fn l2_check(events: &[Event], check: &str, guest: GuestName, console:
                 None => format!("L2 booted, the probe reported, L2 ended after {secs:.1}s"),
             },
         ),
-        Some((timed_out, _, _, None)) => {
+        Some((false, secs, None, None, Some(0))) if console.trim().is_empty() => {
+            Check::new(check, Verdict::Fail, reset_before_console(secs))
+        }
+        Some((timed_out, _, _, None, _)) => {
             Check::new(check, Verdict::Fail, no_report("L2", timed_out, console))
         }
         None => Check::new(check, Verdict::Fail, "the agent did not report how L2 ended"),

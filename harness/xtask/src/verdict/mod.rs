@@ -21,7 +21,7 @@ use serde::Serialize;
 use crate::trace;
 pub(crate) use boot::agent_checks;
 use boot::{l2_check, module_check};
-pub(crate) use boot::{no_report, param_check, tail};
+pub(crate) use boot::{no_report, param_check, tail, RESET};
 use calls::{promised_checks, PARAM_OFF_CASES, SYSCALL_CHECKS};
 use host_trace::{owners, trace_checks, unattributable};
 pub(crate) use l1_tests::l1_test_checks;

@@ -2,7 +2,7 @@
 
 use proto::{Event, Who};
 
-use super::{judge, overall, Check, Evidence, Kselftest, Stock, Verdict};
+use super::{judge, overall, Check, Evidence, Kselftest, Stock, Verdict, RESET};
 
 fn fixture(name: &str) -> String {
     let path = format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -244,6 +244,35 @@ fn captured_truncated_report_is_no_result() {
         checks.iter().any(|c| c.detail.starts_with("NO RESULT")),
         "{checks:#?}"
     );
+}
+
+/// Captured in a CI run on 6.1: Debian's kernel, the stock guest, reset
+/// 3.4 s into its boot with an empty console, while the main guest passed.
+#[test]
+fn captured_stock_reset_before_its_console_says_reset() {
+    let mut e = evidence(&fixture("report-stock-reset.log"), None);
+    e.stock = Stock::Ran {
+        release: "6.12.117+deb12-cloud-amd64".into(),
+        console: String::new(),
+        module_warnings: vec![],
+    };
+    let checks = judge(&e);
+    let stock = checks.iter().find(|c| c.name == "stock_l2_run").unwrap();
+    assert_eq!(stock.verdict, Verdict::Fail);
+    assert!(stock.detail.starts_with(RESET), "{}", stock.detail);
+    assert!(stock.detail.contains("after 3.4s"), "{}", stock.detail);
+    // The main guest reported to its end: not a reset.
+    let main = checks.iter().find(|c| c.name == "l2_run").unwrap();
+    assert!(!main.detail.starts_with(RESET), "{}", main.detail);
+    // A console with anything on it is not a reset before the console.
+    e.stock = Stock::Ran {
+        release: "6.12.117+deb12-cloud-amd64".into(),
+        console: "Linux version 6.12.117\n".into(),
+        module_warnings: vec![],
+    };
+    let checks = judge(&e);
+    let stock = checks.iter().find(|c| c.name == "stock_l2_run").unwrap();
+    assert!(stock.detail.starts_with("NO RESULT"), "{}", stock.detail);
 }
 
 #[test]
