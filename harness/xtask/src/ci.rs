@@ -237,10 +237,10 @@ fn expect(args: &E2eArgs) -> Result<()> {
     let (unpatched, cpu) = (args.kernel.unpatched, args.cpu);
     let mut report = e2e::execute(args)?;
     report.print();
-    if let Some(reset) = reset_guest(&report).filter(|_| report.verdict != Verdict::Pass) {
+    if let Some(reset) = reset_vm(&report).filter(|_| report.verdict != Verdict::Pass) {
         println!(
-            "ci: {reset} reset before its console started (a triple fault under nested TCG, before any call); \
-             booting the run once more, which is judged instead (this one stays in {})",
+            "ci: {reset} says a VM reset (a triple fault under nested TCG); booting the run once more, \
+             which is judged instead (this one stays in {})",
             report.run_dir
         );
         report = e2e::execute(args)?;
@@ -271,11 +271,12 @@ fn expect(args: &E2eArgs) -> Result<()> {
     }
 }
 
-/// The L2 check that says its guest reset before its console printed
-/// anything ([`verdict::RESET`]): the one failure CI boots again, once.
-/// Nothing of the series ran in that guest, and a reset that repeats fails
-/// the second run too; `bench --repeat` counts every such run as failed.
-fn reset_guest(report: &Report) -> Option<&str> {
+/// The check that says a VM reset ([`verdict::RESET`]): an L2 guest
+/// before its console printed anything, or L1 while its agent ran, both
+/// with QEMU exiting 0 under -no-reboot and no panic. The one failure CI
+/// boots again, once. A reset that repeats fails the second run too, and
+/// `bench --repeat` counts every such run as failed.
+fn reset_vm(report: &Report) -> Option<&str> {
     report
         .checks
         .iter()
@@ -311,10 +312,10 @@ mod tests {
             Verdict::Fail,
             format!("{} L2 reset after 3.4s", verdict::RESET),
         );
-        assert_eq!(reset_guest(&report(vec![reset])), Some("stock_l2_run"));
+        assert_eq!(reset_vm(&report(vec![reset])), Some("stock_l2_run"));
         let crash = verdict::Check::new("l2_run", Verdict::Fail, "CRASH: L2 panicked");
         let no_result = verdict::Check::new("stock_l2_run", Verdict::Fail, "NO RESULT: …");
-        assert_eq!(reset_guest(&report(vec![crash, no_result])), None);
+        assert_eq!(reset_vm(&report(vec![crash, no_result])), None);
     }
 
     #[test]

@@ -38,6 +38,21 @@ fn reset_before_console(secs: f64) -> String {
     )
 }
 
+/// L1's QEMU exited 0 on its own while the agent was still running, and
+/// L1's console shows neither a panic nor the kernel's "reboot:" line that
+/// the agent's power-off prints: with -no-reboot, that is L1 resetting (a
+/// triple fault), as nested multi-threaded TCG was seen to do.
+pub(crate) fn l1_reset(code: Option<i32>, timed_out: bool, console: &str) -> Option<String> {
+    let quiet_end = !console.contains("Kernel panic") && !console.contains("reboot:");
+    (code == Some(0) && !timed_out && quiet_end).then(|| {
+        format!(
+            "{RESET} L1 reset while the agent was running: QEMU, with -no-reboot, exited 0 \
+             with neither a panic nor a power-off on L1's console (a triple fault)\n{}",
+            tail(console, 15)
+        )
+    })
+}
+
 pub(crate) fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     let from = lines.len().saturating_sub(n);

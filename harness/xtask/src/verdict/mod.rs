@@ -20,6 +20,7 @@ use serde::Serialize;
 
 use crate::trace;
 pub(crate) use boot::agent_checks;
+use boot::l1_reset;
 use boot::{l2_check, module_check};
 pub(crate) use boot::{no_report, param_check, tail, RESET};
 use calls::{promised_checks, PARAM_OFF_CASES, SYSCALL_CHECKS};
@@ -137,7 +138,8 @@ pub fn judge(e: &Evidence) -> Vec<Check> {
         if !errors.is_empty() {
             Some(format!("a guest program failed: {}", errors.join("; ")))
         } else if !agent_done {
-            Some(no_report("L1", e.l1_timed_out, &e.l1_console))
+            l1_reset(e.l1_code, e.l1_timed_out, &e.l1_console)
+                .or_else(|| Some(no_report("L1", e.l1_timed_out, &e.l1_console)))
         } else {
             None
         }

@@ -275,6 +275,34 @@ fn captured_stock_reset_before_its_console_says_reset() {
     assert!(stock.detail.starts_with("NO RESULT"), "{}", stock.detail);
 }
 
+/// Captured in a CI run on 7.3: L1 ended 9.7 s into the run, in hcall's
+/// fuzz, with nothing on its console after KVM's last message.
+#[test]
+fn captured_l1_reset_says_reset() {
+    let mut e = evidence(&fixture("report-l1-reset.log"), None);
+    e.l1_console = fixture("l1-console-reset.log");
+    let checks = judge(&e);
+    let agent = checks.iter().find(|c| c.name == "agent").unwrap();
+    assert_eq!(agent.verdict, Verdict::Fail);
+    assert!(agent.detail.starts_with(RESET), "{}", agent.detail);
+    // The agent's power-off, a panic or a deadline is not a reset.
+    for (console, timed_out) in [
+        (format!("{}reboot: Power down\n", e.l1_console), false),
+        (
+            format!("{}Kernel panic - not syncing: Fatal exception\n", e.l1_console),
+            false,
+        ),
+        (e.l1_console.clone(), true),
+    ] {
+        let mut other = evidence(&fixture("report-l1-reset.log"), None);
+        other.l1_console = console;
+        other.l1_timed_out = timed_out;
+        let checks = judge(&other);
+        let agent = checks.iter().find(|c| c.name == "agent").unwrap();
+        assert!(!agent.detail.starts_with(RESET), "{}", agent.detail);
+    }
+}
+
 #[test]
 fn captured_l2_panic_is_a_crash() {
     let mut e = evidence(&fixture("report-l2-panic.log"), None);
