@@ -17,7 +17,7 @@ use xshell::{cmd, Shell};
 use crate::flags::{Accel, CiArgs, Cpu, E2eArgs, KernelArgs, KernelVersion, PatchesArgs};
 use crate::report::Report;
 use crate::verdict::{self, Verdict};
-use crate::{disk, e2e, layout, patches, workflow};
+use crate::{disk, e2e, interrupt, layout, patches, workflow};
 
 pub fn run(args: &CiArgs) -> Result<ExitCode> {
     if let Some(kernel) = args.e2e {
@@ -26,37 +26,28 @@ pub fn run(args: &CiArgs) -> Result<ExitCode> {
     let sh = Shell::new()?;
     let _dir = sh.push_dir(layout::root());
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut results: Vec<(String, Result<()>)> = Vec::new();
-    let mut step = |name: &str, result: Result<()>| {
-        match &result {
-            Ok(()) => println!("ci: {name}: ok"),
-            Err(e) => println!("ci: {name}: FAILED: {e:#}"),
-        }
-        results.push((name.to_string(), result));
-    };
+    let mut steps = Steps::default();
+    let mut step = |name: &str, run: &mut dyn FnMut() -> Result<()>| steps.run(name, run);
 
-    step(
-        "fmt",
-        cmd!(sh, "{cargo} fmt --all --check").run().map_err(Into::into),
-    );
-    step(
-        "clippy",
+    step("fmt", &mut || {
+        cmd!(sh, "{cargo} fmt --all --check").run().map_err(Into::into)
+    });
+    step("clippy", &mut || {
         cmd!(
             sh,
             "{cargo} clippy --quiet --workspace --all-targets -- -D warnings"
         )
         .run()
-        .map_err(Into::into),
-    );
-    step(
-        "unit tests",
+        .map_err(Into::into)
+    });
+    step("unit tests", &mut || {
         cmd!(sh, "{cargo} test --quiet --workspace")
             .run()
-            .map_err(Into::into),
-    );
-    step("actionlint", workflow::lint(&sh));
+            .map_err(Into::into)
+    });
+    step("actionlint", &mut || workflow::lint(&sh));
     if !args.no_e2e && !args.keep {
-        step("disk", disk::require_free(disk::CI_NEEDS, "a CI run"));
+        step("disk", &mut || disk::require_free(disk::CI_NEEDS, "a CI run"));
     }
     // Base by base, so that a finished base's trees and builds can go
     // before the next one's arrive (disk.rs).
@@ -74,18 +65,17 @@ pub fn run(args: &CiArgs) -> Result<ExitCode> {
             each,
         };
         let name = format!("patches {}", version.name());
-        step(&name, expect_success(patches::run(&patches_args(false))));
+        step(&name, &mut || expect_success(patches::run(&patches_args(false))));
         if args.no_e2e {
             continue;
         }
         // Every prefix of the series builds, warning-free.
         let name = format!("patches --each {}", version.name());
-        step(&name, expect_success(patches::run(&patches_args(true))));
+        step(&name, &mut || expect_success(patches::run(&patches_args(true))));
         for &(_, unpatched, cpu) in E2E_RUNS.iter().filter(|r| r.0 == version) {
-            step(
-                &e2e_name(version, unpatched, cpu),
-                e2e_expect(version, unpatched, cpu),
-            );
+            step(&e2e_name(version, unpatched, cpu), &mut || {
+                e2e_expect(version, unpatched, cpu)
+            });
         }
         if version == KernelVersion::V6_12 {
             // The sanitized host: its own build, and its detectors'
@@ -94,9 +84,9 @@ pub fn run(args: &CiArgs) -> Result<ExitCode> {
                 sanitize: true,
                 ..e2e_args(KernelVersion::V6_12, false, Cpu::Default)
             };
-            step("e2e 6.12 --sanitize", expect(&sanitized));
+            step("e2e 6.12 --sanitize", &mut || expect(&sanitized));
             // Against the warm 6.12 kernels the runs above built.
-            step("faults", expect_success(crate::faults::run()));
+            step("faults", &mut || expect_success(crate::faults::run()));
         }
         println!(
             "ci: disk: target/ holds {} after {} ({} free)",
@@ -111,27 +101,80 @@ pub fn run(args: &CiArgs) -> Result<ExitCode> {
                     disk::gib(freed),
                     version.name()
                 ),
-                Err(e) => step(&format!("reclaim {}", version.name()), Err(e)),
+                Err(e) => {
+                    let mut e = Some(e);
+                    step(&format!("reclaim {}", version.name()), &mut || {
+                        Err(e.take().expect("run once"))
+                    })
+                }
             }
         }
     }
 
-    let failed: Vec<&str> = results
-        .iter()
-        .filter(|(_, r)| r.is_err())
-        .map(|(n, _)| n.as_str())
-        .collect();
-    println!();
-    if !failed.is_empty() {
-        println!("ci: failed: {}", failed.join(", "));
+    Ok(steps.finish())
+}
+
+/// The steps run so far, and the ones an interrupt kept from running.
+#[derive(Default)]
+struct Steps {
+    results: Vec<(String, Result<()>)>,
+    not_run: Vec<String>,
+}
+
+impl Steps {
+    /// Runs one step and prints its outcome; after SIGINT or SIGTERM, only
+    /// notes it as not run, so that an interrupted CI stops at the next
+    /// step instead of going on for an hour.
+    fn run(&mut self, name: &str, run: &mut dyn FnMut() -> Result<()>) {
+        if interrupt::caught().is_some() {
+            self.not_run.push(name.to_string());
+            return;
+        }
+        let result = run();
+        match &result {
+            Ok(()) => println!("ci: {name}: ok"),
+            Err(e) => println!("ci: {name}: FAILED: {e:#}"),
+        }
+        self.results.push((name.to_string(), result));
     }
-    // The plain closing line CI systems read.
-    println!("{} passed, {} failed", results.len() - failed.len(), failed.len());
-    Ok(if failed.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+
+    /// Prints the summary; the exit status is 1 when a step failed, 3 when
+    /// a signal stopped the run (the harness could not judge the rest).
+    fn finish(self) -> ExitCode {
+        let failed: Vec<&str> = self
+            .results
+            .iter()
+            .filter(|(_, r)| r.is_err())
+            .map(|(n, _)| n.as_str())
+            .collect();
+        println!();
+        if !failed.is_empty() {
+            println!("ci: failed: {}", failed.join(", "));
+        }
+        if let Some(signal) = interrupt::caught() {
+            println!(
+                "ci: INTERRUPTED by {signal}; not run: {}",
+                if self.not_run.is_empty() {
+                    "none".to_string()
+                } else {
+                    self.not_run.join(", ")
+                }
+            );
+        }
+        // The plain closing line CI systems read.
+        println!(
+            "{} passed, {} failed",
+            self.results.len() - failed.len(),
+            failed.len()
+        );
+        if interrupt::caught().is_some() {
+            ExitCode::from(crate::EXIT_HARNESS_ERROR)
+        } else if failed.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// The bases in the order CI takes them: the default first, then 6.1,
