@@ -14,6 +14,7 @@
 
 mod image;
 mod judge;
+mod quirks;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
