@@ -18,9 +18,10 @@ use crate::layout;
 
 /// The marker splats.sh writes into the kernel log before each kind.
 const MARKER: &str = "hh-splat: ";
-/// Lines kept of each splat: the report and its stack, not the noise of
-/// what the lockups go on printing.
-const MAX_LINES: usize = 120;
+/// Lines kept of each splat: the report and its stack, and for the soft
+/// lockup the RCU stall that follows it a few reports later, but not all
+/// that the lockup goes on printing.
+const MAX_LINES: usize = 400;
 
 pub fn run() -> Result<ExitCode> {
     let script = layout::root().join("harness/xtask/splats.sh");
@@ -72,8 +73,9 @@ pub fn run() -> Result<ExitCode> {
 }
 
 /// The console before the first marker, and each marked section (at most
-/// [`MAX_LINES`] lines) by the kind its marker names; the last marker,
-/// END, closes the last section.
+/// [`MAX_LINES`] lines) by the kind its marker names. A marker END closes
+/// the last section; without one (splats.sh ends in a panic), the
+/// console's end does.
 fn cut(console: &str) -> (String, Vec<(String, String)>) {
     let mut clean = String::new();
     let mut splats: Vec<(String, String)> = Vec::new();
