@@ -41,7 +41,7 @@ pub(super) fn kselftest_checks(k: &Kselftest, events: &[Event], trace: Option<&T
     };
     let see = format!("see l2test-{}.log", proto::KSELFTEST_FILE);
     let ktap = ktap::parse(output);
-    let mut checks = case_checks(NAME, &ktap, &see);
+    let mut checks = case_checks(NAME, &ktap, output, &see);
     let last = last_line(output);
     let passed = ktap.cases.iter().filter(|c| c.outcome == Outcome::Pass).count();
     let failed = ktap.cases.iter().filter(|c| c.outcome == Outcome::Fail).count();

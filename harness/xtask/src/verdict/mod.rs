@@ -26,6 +26,7 @@ pub(crate) use boot::{no_report, param_check, tail, RESET};
 use calls::{promised_checks, PARAM_OFF_CASES, SYSCALL_CHECKS};
 use host_trace::{owners, trace_checks, unattributable};
 pub(crate) use l1_tests::l1_test_checks;
+pub(crate) use l1_tests::STOPPED;
 use l2_tests::kselftest_checks;
 pub(crate) use logs::console_check;
 use logs::dmesg_check;
