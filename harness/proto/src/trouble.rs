@@ -20,12 +20,18 @@ pub const KERNEL_TROUBLE: &[&str] = &[
     // printed under a WARNING line too, but not always on the same line).
     "WARNING:",
     "refcount_t:",
+    // DEBUG_LIST: "list_add corruption. next->prev should be prev (…)",
+    // the message of the WARNING that follows it.
+    "list_add corruption",
+    "list_del corruption",
     // Sanitizers whose report line does not start with BUG: or WARNING:.
     "UBSAN:",
     "KASAN:",
     "KFENCE:",
-    // RCU: "rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:".
-    "detected stalls",
+    // RCU, seen from another CPU ("rcu: INFO: rcu_preempt detected stalls
+    // on CPUs/tasks:") or from the stalled one ("rcu: INFO: rcu_sched
+    // self-detected stall on CPU", which a captured soft lockup printed).
+    "detected stall",
     // "watchdog: BUG: soft lockup" is caught above; hung tasks are not BUGs:
     // "INFO: task kworker/0:1:12 blocked for more than 120 seconds."
     "blocked for more than",
@@ -53,6 +59,7 @@ mod tests {
         "[    4.000000] WARNING: possible circular locking dependency detected",
         "[    4.100000] BUG: sleeping function called from invalid context at mm/slab.h:332",
         "[   30.000000] rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:",
+        "[   31.000000] rcu: INFO: rcu_sched self-detected stall on CPU",
         "[   40.000000] watchdog: BUG: soft lockup - CPU#1 stuck for 22s! [qemu:123]",
         "[  150.000000] INFO: task kworker/0:1:12 blocked for more than 120 seconds.",
         "[    5.000000] refcount_t: underflow; use-after-free.",
@@ -94,6 +101,43 @@ mod tests {
                 text.lines().any(is_trouble),
                 "{name}: no line is trouble:\n{text}"
             );
+        }
+    }
+
+    /// Every kind of report the list must catch, by a line of its report,
+    /// was captured from a real kernel, and that line is trouble: a kind
+    /// whose provocation printed nothing fails here, not silently.
+    #[test]
+    fn every_kind_was_captured_from_a_kernel() {
+        let splats = captured();
+        for (kind, report) in [
+            ("KASAN", "BUG: KASAN: slab-out-of-bounds"),
+            ("KASAN", "BUG: KASAN: slab-use-after-free"),
+            ("KFENCE", "BUG: KFENCE: use-after-free read"),
+            ("UBSAN", "UBSAN: array-index-out-of-bounds"),
+            ("lockdep", "WARNING: lock held when returning to user space!"),
+            (
+                "sleep in atomic",
+                "BUG: sleeping function called from invalid context",
+            ),
+            ("RCU stall", "self-detected stall on CPU"),
+            ("soft lockup", "watchdog: BUG: soft lockup"),
+            ("hung task", "blocked for more than 2 seconds"),
+            ("refcount", "refcount_t: decrement hit 0"),
+            ("WARNING", "WARNING: CPU:"),
+            ("Oops", "Oops: "),
+            ("BUG()", "kernel BUG at"),
+            ("list corruption", "list_add corruption"),
+            ("panic", "Kernel panic - not syncing"),
+        ] {
+            let line = splats
+                .iter()
+                .flat_map(|(_, text)| text.lines())
+                .find(|l| l.contains(report));
+            match line {
+                Some(line) => assert!(is_trouble(line), "{kind}: not caught: {line}"),
+                None => panic!("{kind}: no captured splat has {report:?}"),
+            }
         }
     }
 
