@@ -87,13 +87,28 @@ fn run(dev: &str, names: &[String], list: bool) -> i32 {
     }
     for case in selected {
         let start = std::time::Instant::now();
-        let verdict =
+        let attempt = || {
             std::panic::catch_unwind(AssertUnwindSafe(|| cases::run(&ctx, case))).unwrap_or_else(|p| {
                 cases::CaseVerdict {
                     outcome: Outcome::Fail,
                     diags: vec![format!("panicked: {}", panic_text(&p))],
                 }
-            });
+            })
+        };
+        let mut verdict = attempt();
+        // A guest that stopped without reporting is how nested TCG fails
+        // (proto/src/stopped.rs): the case runs once more, in fresh VMs,
+        // and the second attempt is the verdict; the first stays in the log.
+        if let Some(stop) = retry_reason(&verdict) {
+            for d in &verdict.diags {
+                out.diag(&format!("{}: first attempt: {d}", case.name));
+            }
+            out.diag(&format!(
+                "{}: retried once, as a guest stopped without reporting: {stop}",
+                case.name
+            ));
+            verdict = attempt();
+        }
         for d in &verdict.diags {
             out.diag(&format!("{}: {d}", case.name));
         }
@@ -108,6 +123,19 @@ fn run(dev: &str, names: &[String], list: bool) -> i32 {
     } else {
         0
     }
+}
+
+/// When a failed case failed because one of its guests stopped without
+/// reporting: the line that says so.
+fn retry_reason(verdict: &cases::CaseVerdict) -> Option<String> {
+    if verdict.outcome != Outcome::Fail {
+        return None;
+    }
+    verdict
+        .diags
+        .iter()
+        .find(|d| proto::stopped::guest_stopped(d))
+        .cloned()
 }
 
 fn panic_text(p: &(dyn std::any::Any + Send)) -> String {

@@ -16,6 +16,7 @@ pub mod names;
 #[cfg(feature = "guest")]
 pub mod param;
 pub mod reap;
+pub mod stopped;
 pub mod trouble;
 use std::path::Path;
 

@@ -147,6 +147,9 @@ struct Tally {
     by_result: std::collections::BTreeMap<i64, u64>,
     by_mode: std::collections::BTreeMap<String, u64>,
     partial_efault_copies: u64,
+    /// Draws run again because their guest stopped without reporting.
+    retried: u64,
+    retries_shown: Vec<String>,
 }
 
 pub fn main(dev: &str, opts: &Options) -> i32 {
@@ -209,11 +212,28 @@ fn fuzz(kvm: kvm_ioctls::Kvm, opts: &Options) -> Result<i32> {
             .find(|t| t.enablement == d.enablement)
             .context("a draw for a VM the fuzz does not have")?;
         let entry = Entry::call(d.mode, d.cpl == 3, ctx.native, d.args);
-        let stop = target
+        let mut stop = target
             .vm
             .enter_guest(&entry, &mut |_| (-abi::KVM_ENOSYS) as u64)?;
-        let changes = target.vm.changes_since(&target.reference)?;
-        let problems = judge(&d, &stop, &changes, &crate::layout::SLOTS);
+        let mut changes = target.vm.changes_since(&target.reference)?;
+        let mut problems = judge(&d, &stop, &changes, &crate::layout::SLOTS);
+        // A guest that stopped without reporting is how nested TCG fails
+        // (proto/src/stopped.rs): the same draw runs once more in a fresh
+        // VM, whose result is judged; the stop is counted and shown.
+        if !matches!(stop, Stop::Reported(_)) {
+            tally.retried += 1;
+            if tally.retries_shown.len() < SHOWN_FAILURES {
+                tally
+                    .retries_shown
+                    .push(format!("{}: {}", describe_draw(i, &d), problems.join("; ")));
+            }
+            target.renew(&ctx)?;
+            stop = target
+                .vm
+                .enter_guest(&entry, &mut |_| (-abi::KVM_ENOSYS) as u64)?;
+            changes = target.vm.changes_since(&target.reference)?;
+            problems = judge(&d, &stop, &changes, &crate::layout::SLOTS);
+        }
 
         tally.calls += 1;
         *tally
@@ -246,6 +266,15 @@ fn fuzz(kvm: kvm_ioctls::Kvm, opts: &Options) -> Result<i32> {
     // Puts kvm.hello_hypercall back before the log is read.
     drop(ctx);
 
+    for line in &tally.retries_shown {
+        out.diag(&format!("retried in a fresh VM, as its guest stopped: {line}"));
+    }
+    if tally.retried > 0 {
+        out.diag(&format!(
+            "{} draw(s) retried once because a guest stopped without reporting",
+            tally.retried
+        ));
+    }
     for line in &tally.shown {
         out.diag(line);
     }
@@ -318,6 +347,7 @@ fn fuzz(kvm: kvm_ioctls::Kvm, opts: &Options) -> Result<i32> {
             "by_result": by_result,
             "by_mode": tally.by_mode,
             "partial_efault_copies": tally.partial_efault_copies,
+            "stopped_and_retried": tally.retried,
             "kernel_log_problems": log_problems,
             "first_failures": tally.shown,
         });

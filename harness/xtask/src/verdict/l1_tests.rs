@@ -33,25 +33,28 @@ pub(super) fn case_checks(prog: &str, ktap: &ktap::Parsed, log: &str, see: &str)
 /// The prefix of a failed case whose guest stopped without reporting.
 pub(crate) const STOPPED: &str = "STOPPED:";
 
-/// What hcall prints when a guest of a case stopped without reporting (the
-/// words of hcall's exit.rs and cases/call.rs): it hung, took an exception
-/// or a triple fault, halted, or read memory it never touches. That is how
-/// nested multi-threaded TCG fails, about once in 150,000 calls (README),
-/// while a wrong answer from the series is a result the guest does report.
-const GUEST_STOPPED: &[&str] = &[
-    "did not report before its deadline",
-    "instead of reporting",
-    "guest shut down (triple fault)",
-    "guest halted without reporting",
-    "unbacked memory at",
-];
-
-/// The line of `log` in which case `case` says one of its guests stopped.
+/// The line of `log` in which failed case `case` says one of its guests
+/// stopped: among the diagnostics between the result line before it and
+/// its own "not ok" line, which are the case's.
 fn stopped_guest<'a>(log: &'a str, case: &str) -> Option<&'a str> {
-    let prefix = format!("# {case}: ");
-    log.lines()
-        .find(|l| l.starts_with(&prefix) && GUEST_STOPPED.iter().any(|p| l.contains(p)))
-        .map(|l| l.trim_start_matches("# "))
+    let mut since_last_result = Vec::new();
+    for line in log.lines() {
+        if let Some(rest) = line.strip_prefix("not ok ") {
+            let name = rest.split_once(' ').map_or("", |(_, n)| n);
+            if name.split(" # ").next() == Some(case) {
+                return since_last_result
+                    .into_iter()
+                    .find(|l: &&str| proto::stopped::guest_stopped(l))
+                    .map(|l| l.trim_start_matches("# "));
+            }
+            since_last_result.clear();
+        } else if line.starts_with("ok ") {
+            since_last_result.clear();
+        } else if line.starts_with('#') {
+            since_last_result.push(line);
+        }
+    }
+    None
 }
 
 /// A program's last line of output, which says most about how it ended.
@@ -142,6 +145,20 @@ mod tests {
             failed[0].detail.starts_with(STOPPED) && failed[0].detail.contains("(hung)"),
             "{}",
             failed[0].detail
+        );
+        // The fuzz's stops are its own lines, between its plan and result.
+        let fuzz = include_str!("../../tests/data/hcall-fuzz-stopped.log");
+        let checks = case_checks(
+            "hcall-fuzz",
+            &ktap::parse(fuzz),
+            fuzz,
+            "see l1test-hcall-fuzz.log",
+        );
+        let failed = checks.iter().find(|c| c.verdict == Verdict::Fail).unwrap();
+        assert!(
+            failed.detail.starts_with(STOPPED) && failed.detail.contains("triple fault"),
+            "{}",
+            failed.detail
         );
         // A wrong answer that the guest did report is an ordinary failure.
         let wrong = log.replace(
