@@ -301,9 +301,6 @@ fn l1_test_paths() -> Result<String> {
     let code = wait(&mut child, Duration::from_secs(900))?;
     let text = fs_err::read_to_string(&log)?;
     let run_dir = run_dir_of(&text).context("the run named no run directory")?;
-    if code != Some(0) {
-        bail!("exit {code:?}, not 0; see {}", run_dir.display());
-    }
     let config: proto::AgentConfig =
         serde_json::from_str(&fs_err::read_to_string(run_dir.join(proto::AGENT_CONFIG))?)?;
     let name = config
@@ -315,7 +312,17 @@ fn l1_test_paths() -> Result<String> {
     if name.contains('/') {
         bail!("the test's name {name:?} holds a path separator");
     }
+    // The fault is the test's arguments, so the test's own check is the
+    // verdict: the rest of the run may fail the way nested TCG fails
+    // (README), which says nothing about them, and is only reported.
     let report = report_of(&run_dir)?;
-    let detail = check_detail(&report, &name).with_context(|| format!("no check named {name}"))?;
-    Ok(format!("exit 0; {name}: {detail}"))
+    let check = report["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == name.as_str()))
+        .with_context(|| format!("no check named {name}; see {}", run_dir.display()))?;
+    let detail = check["detail"].as_str().unwrap_or_default();
+    if check["verdict"] != "pass" {
+        bail!("{name}: {detail}; see {}", run_dir.display());
+    }
+    Ok(format!("exit {code:?}; {name}: {detail}"))
 }
