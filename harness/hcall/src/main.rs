@@ -100,11 +100,12 @@ fn run(dev: &str, names: &[String], list: bool) -> i32 {
         // (proto/src/stopped.rs): the case runs once more, in fresh VMs,
         // and the second attempt is the verdict; the first stays in the log.
         if let Some(stop) = retry_reason(&verdict) {
+            let retried = proto::stopped::RETRIED;
             for d in &verdict.diags {
-                out.diag(&format!("{}: first attempt: {d}", case.name));
+                out.diag(&format!("{}: {retried} first attempt: {d}", case.name));
             }
             out.diag(&format!(
-                "{}: retried once, as a guest stopped without reporting: {stop}",
+                "{}: {retried} once more, as a guest stopped without reporting: {stop}",
                 case.name
             ));
             verdict = attempt();

@@ -19,9 +19,19 @@ pub const GUEST_STOPPED: &[&str] = &[
     "unbacked memory at",
 ];
 
+/// What hcall puts in every line about a stop it retried: the attempt
+/// that stopped, and the note that it ran again. Such a stop was absorbed,
+/// and the retry's own lines say how that went.
+pub const RETRIED: &str = "(retried)";
+
 /// True when `line` says a guest stopped without reporting.
 pub fn guest_stopped(line: &str) -> bool {
     GUEST_STOPPED.iter().any(|p| line.contains(p))
+}
+
+/// True when `line` says a guest stopped and nothing ran it again.
+pub fn stopped_for_good(line: &str) -> bool {
+    guest_stopped(line) && !line.contains(RETRIED)
 }
 
 #[cfg(test)]
@@ -39,6 +49,8 @@ mod tests {
         ] {
             assert!(guest_stopped(stop), "{stop}");
         }
+        let absorbed = "fuzz: (retried) in a fresh VM: call 9: guest did not report: TimedOut";
+        assert!(guest_stopped(absorbed) && !super::stopped_for_good(absorbed));
         for wrong in [
             "long64 cpl0 vmmcall: a0=0x10040 a1=0x40 a2=0x0 a3=0x0: -22 (-KVM_EINVAL), want 12",
             "wrote 3 bytes outside the buffer at 0x10100",

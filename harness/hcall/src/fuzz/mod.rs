@@ -267,7 +267,10 @@ fn fuzz(kvm: kvm_ioctls::Kvm, opts: &Options) -> Result<i32> {
     drop(ctx);
 
     for line in &tally.retries_shown {
-        out.diag(&format!("retried in a fresh VM, as its guest stopped: {line}"));
+        out.diag(&format!(
+            "{} in a fresh VM, as its guest stopped: {line}",
+            proto::stopped::RETRIED
+        ));
     }
     if tally.retried > 0 {
         out.diag(&format!(

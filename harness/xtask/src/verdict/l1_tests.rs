@@ -44,7 +44,7 @@ fn stopped_guest<'a>(log: &'a str, case: &str) -> Option<&'a str> {
             if name.split(" # ").next() == Some(case) {
                 return since_last_result
                     .into_iter()
-                    .find(|l: &&str| proto::stopped::guest_stopped(l))
+                    .find(|l: &&str| proto::stopped::stopped_for_good(l))
                     .map(|l| l.trim_start_matches("# "));
             }
             since_last_result.clear();
@@ -160,6 +160,20 @@ mod tests {
             "{}",
             failed.detail
         );
+        // A stop that hcall ran again was absorbed: the case failed for
+        // another reason, and says so as an ordinary failure.
+        let absorbed = fuzz.replace(
+            "# call 300:",
+            "# (retried) in a fresh VM, as its guest stopped: call 300:",
+        );
+        let checks = case_checks(
+            "hcall-fuzz",
+            &ktap::parse(&absorbed),
+            &absorbed,
+            "see l1test-hcall-fuzz.log",
+        );
+        let failed = checks.iter().find(|c| c.verdict == Verdict::Fail).unwrap();
+        assert_eq!(failed.detail, "not ok; see l1test-hcall-fuzz.log");
         // A wrong answer that the guest did report is an ordinary failure.
         let wrong = log.replace(
             "guest did not report before its deadline (hung)",
