@@ -28,17 +28,28 @@ pub const L1_MEMORY_MIB: u32 = 1024;
 pub fn run(args: &E2eArgs) -> Result<ExitCode> {
     let report = execute(args)?;
     report.print();
-    if report.interrupted.is_some() {
-        // Nothing was judged to its end: a harness error, not a FAIL.
-        return Ok(ExitCode::from(crate::EXIT_HARNESS_ERROR));
+    Ok(ExitCode::from(exit_status(&report)))
+}
+
+/// The exit status of a run (README, `--help`).
+fn exit_status(report: &Report) -> u8 {
+    // Interrupted, or stopped at a stage (a package missing, a patch that
+    // does not apply, a kernel that did not build, a full disk): nothing
+    // was judged to its end, so a harness error, not a FAIL.
+    let stopped_at_stage = report
+        .checks
+        .iter()
+        .any(|c| c.verdict == Verdict::Fail && c.name.starts_with("stage_"));
+    if report.interrupted.is_some() || stopped_at_stage {
+        return crate::EXIT_HARNESS_ERROR;
     }
-    Ok(match report.verdict {
-        Verdict::Pass => ExitCode::SUCCESS,
-        Verdict::Fail => ExitCode::FAILURE,
+    match report.verdict {
+        Verdict::Pass => 0,
+        Verdict::Fail => 1,
         // kselftest's KSFT_SKIP: distinct from failure and from clap's 2
         // for a usage error, so CI can tell "could not run" apart.
-        Verdict::Skip => ExitCode::from(crate::EXIT_SKIP),
-    })
+        Verdict::Skip => crate::EXIT_SKIP,
+    }
 }
 
 /// Runs every stage and returns the written report.
@@ -501,6 +512,41 @@ fn resolve_accel(want: flags::Accel, qemu: &Path, kernel: &Path, run_dir: &Path)
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn report(verdict: Verdict, checks: Vec<Check>) -> Report {
+        Report {
+            verdict,
+            kernel: "6.12".into(),
+            patched: true,
+            accel: None,
+            run_dir: "target/xtask/runs/x".into(),
+            host_kernel: None,
+            interrupted: None,
+            cpu: None,
+            exit_reasons: Default::default(),
+            checks,
+            stages: vec![],
+        }
+    }
+
+    #[test]
+    fn a_run_stopped_at_a_stage_is_a_harness_error_not_a_fail() {
+        let wrong = Check::new("syscall_greeting", Verdict::Fail, "got -1, ENOSYS");
+        assert_eq!(exit_status(&report(Verdict::Fail, vec![wrong])), 1);
+        let disk = Check::new(
+            "stage_build",
+            Verdict::Fail,
+            "build the host kernel: … No space left on device",
+        );
+        assert_eq!(exit_status(&report(Verdict::Fail, vec![disk])), 3);
+        let mut interrupted = report(Verdict::Fail, vec![]);
+        interrupted.interrupted = Some("SIGINT".into());
+        assert_eq!(exit_status(&interrupted), 3);
+        assert_eq!(exit_status(&report(Verdict::Pass, vec![])), 0);
+        assert_eq!(exit_status(&report(Verdict::Skip, vec![])), 4);
+    }
+
     #[test]
     fn a_second_run_in_the_same_second_numbers_its_directory() {
         assert_eq!(
