@@ -18,6 +18,7 @@ use crate::json::figure;
 use crate::layout::BUF;
 use crate::modes::Mode;
 use crate::vm::{Entry, Stop, Vm, VmConfig};
+use proto::ktap::{Outcome, Writer};
 use proto::param::{self, SysfsSwitch};
 
 /// Nested under TCG a call costs tens of microseconds: this keeps one
@@ -211,10 +212,20 @@ pub fn main(dev: &str, opts: &Options) -> i32 {
             return proto::ktap::EXIT_SKIP;
         }
     };
+    // One KTAP case, so that a run of the bench is judged like any test
+    // program: with figures and no KTAP, xtask would say NO RESULT.
+    let mut ktap = Writer::start(crate::json::ktap_stream(opts.json), 1);
+    let name = format!("bench: {} rounds of {} calls per kind", opts.repeat, opts.calls);
     match bench(kvm, opts) {
-        Ok(()) => 0,
+        Ok(()) => {
+            ktap.result(&name, &Outcome::Pass);
+            ktap.totals();
+            0
+        }
         Err(e) => {
-            eprintln!("hcall bench: {e:#}");
+            ktap.diag(&format!("{e:#}"));
+            ktap.result(&name, &Outcome::Fail);
+            ktap.totals();
             1
         }
     }
