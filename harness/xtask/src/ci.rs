@@ -349,19 +349,7 @@ mod tests {
     use clap::ValueEnum;
 
     fn report(checks: Vec<verdict::Check>) -> Report {
-        Report {
-            verdict: Verdict::Fail,
-            kernel: "6.1".into(),
-            patched: true,
-            accel: None,
-            run_dir: "target/xtask/runs/x".into(),
-            host_kernel: None,
-            interrupted: None,
-            cpu: None,
-            exit_reasons: Default::default(),
-            checks,
-            stages: vec![],
-        }
+        Report::of_checks(Verdict::Fail, checks)
     }
 
     #[test]

@@ -515,19 +515,7 @@ mod tests {
     use super::*;
 
     fn report(verdict: Verdict, checks: Vec<Check>) -> Report {
-        Report {
-            verdict,
-            kernel: "6.12".into(),
-            patched: true,
-            accel: None,
-            run_dir: "target/xtask/runs/x".into(),
-            host_kernel: None,
-            interrupted: None,
-            cpu: None,
-            exit_reasons: Default::default(),
-            checks,
-            stages: vec![],
-        }
+        Report::of_checks(verdict, checks)
     }
 
     #[test]

@@ -36,6 +36,25 @@ pub struct Report {
 }
 
 impl Report {
+    /// A report with only a verdict and checks, for the tests of the code
+    /// that reads reports.
+    #[cfg(test)]
+    pub fn of_checks(verdict: Verdict, checks: Vec<crate::verdict::Check>) -> Report {
+        Report {
+            verdict,
+            kernel: "6.12".into(),
+            patched: true,
+            accel: None,
+            run_dir: "target/xtask/runs/x".into(),
+            host_kernel: None,
+            interrupted: None,
+            cpu: None,
+            exit_reasons: Default::default(),
+            checks,
+            stages: vec![],
+        }
+    }
+
     /// Prints one line per check and the closing count.
     pub fn print(&self) {
         println!();
