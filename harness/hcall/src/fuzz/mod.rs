@@ -82,6 +82,15 @@ impl Target {
 
     /// Puts back the bytes a call changed, so every call starts from the
     /// same canaries.
+    /// Makes draw `d`'s call (`entry`) and judges it: how the guest
+    /// stopped, what it changed in memory, and the problems with both.
+    fn call(&mut self, entry: &Entry, d: &Draw) -> Result<(Stop, Vec<Change>, Vec<String>)> {
+        let stop = self.vm.enter_guest(entry, &mut |_| (-abi::KVM_ENOSYS) as u64)?;
+        let changes = self.vm.changes_since(&self.reference)?;
+        let problems = judge(d, &stop, &changes, &crate::layout::SLOTS);
+        Ok((stop, changes, problems))
+    }
+
     fn restore(&mut self, changes: &[Change]) -> Result<()> {
         for c in changes {
             self.vm.write(c.0, &[c.1])?;
@@ -212,11 +221,7 @@ fn fuzz(kvm: kvm_ioctls::Kvm, opts: &Options) -> Result<i32> {
             .find(|t| t.enablement == d.enablement)
             .context("a draw for a VM the fuzz does not have")?;
         let entry = Entry::call(d.mode, d.cpl == 3, ctx.native, d.args);
-        let mut stop = target
-            .vm
-            .enter_guest(&entry, &mut |_| (-abi::KVM_ENOSYS) as u64)?;
-        let mut changes = target.vm.changes_since(&target.reference)?;
-        let mut problems = judge(&d, &stop, &changes, &crate::layout::SLOTS);
+        let (mut stop, mut changes, mut problems) = target.call(&entry, &d)?;
         // A guest that stopped without reporting is how nested TCG fails
         // (proto/src/stopped.rs): the same draw runs once more in a fresh
         // VM, whose result is judged; the stop is counted and shown.
@@ -228,11 +233,7 @@ fn fuzz(kvm: kvm_ioctls::Kvm, opts: &Options) -> Result<i32> {
                     .push(format!("{}: {}", describe_draw(i, &d), problems.join("; ")));
             }
             target.renew(&ctx)?;
-            stop = target
-                .vm
-                .enter_guest(&entry, &mut |_| (-abi::KVM_ENOSYS) as u64)?;
-            changes = target.vm.changes_since(&target.reference)?;
-            problems = judge(&d, &stop, &changes, &crate::layout::SLOTS);
+            (stop, changes, problems) = target.call(&entry, &d)?;
         }
 
         tally.calls += 1;
