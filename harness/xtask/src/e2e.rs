@@ -167,6 +167,9 @@ fn pipeline(
     accel: &mut Option<Accel>,
     host_kernel: &mut Option<PathBuf>,
 ) -> Result<Vec<Check>> {
+    // Needs nothing from the kernel: starts now, is waited for by the
+    // images stage, and is joined whatever happens in between.
+    let programs = images::GuestPrograms::start(run_dir.join("build-guest-programs.log"));
     let Tree {
         tree,
         variant,
@@ -183,9 +186,19 @@ fn pipeline(
             p.cached();
             return Ok(());
         }
-        for plan in [&host, &guest] {
-            let log = run_dir.join(format!("config-{}.log", plan.role.name()));
-            if let Err(err) = build::configure(sh, plan, &log, p) {
+        // Each configuration is a make that runs mostly on one core (it
+        // first compiles kconfig's own tools): the two run side by side.
+        let results = std::thread::scope(|s| {
+            let jobs = [&host, &guest].map(|plan| {
+                s.spawn(move || -> Result<()> {
+                    let log = run_dir.join(format!("config-{}.log", plan.role.name()));
+                    build::configure(&Shell::new()?, plan, &log, p)
+                })
+            });
+            jobs.map(|job| job.join().expect("a config thread panicked"))
+        });
+        for (plan, result) in [&host, &guest].into_iter().zip(results) {
+            if let Err(err) = result {
                 if !args.keep_going {
                     return Err(err);
                 }
@@ -279,7 +292,7 @@ fn pipeline(
             fault: args.fault.as_deref(),
             l2_timeout: args.l2_timeout,
         };
-        images::images(sh, &inputs, run_dir, p)
+        images::images(&inputs, programs, run_dir, p)
     })?;
     let qemu = qemu::which("qemu-system-x86_64").context("qemu-system-x86_64 is not on PATH")?;
     let agent = images::guest_bin().join("agent");

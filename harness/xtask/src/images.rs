@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
 use crate::build::{self, Plan};
@@ -30,6 +30,14 @@ pub(crate) fn guest_bin() -> std::path::PathBuf {
 /// the directory that holds them.
 pub(crate) fn guest_programs(sh: &Shell, p: &crate::stage::Progress) -> Result<std::path::PathBuf> {
     p.say("cargo build --release (agent, probe, hcall: static)");
+    guest_build(sh)
+        .quiet()
+        .run()
+        .context("build the static guest programs")?;
+    Ok(guest_bin())
+}
+
+fn guest_build(sh: &Shell) -> xshell::Cmd<'_> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     // crt-static on the gnu target gives self-contained binaries without
     // installing another Rust target; --target keeps the flag away from
@@ -38,11 +46,61 @@ pub(crate) fn guest_programs(sh: &Shell, p: &crate::stage::Progress) -> Result<s
         sh,
         "{cargo} build --quiet --release --target {GUEST_TARGET} -p agent -p probe -p hcall"
     )
-    .quiet()
     .env("RUSTFLAGS", "-C target-feature=+crt-static")
-    .run()
-    .context("build the static guest programs")?;
-    Ok(guest_bin())
+}
+
+/// The guest programs' build, started on a thread of its own when a run
+/// begins: extracting and committing the source keep one core busy and
+/// leave the other idle, and a cold run is that much shorter. Dropping it
+/// waits for the build, so that no cargo outlives the run.
+pub(crate) struct GuestPrograms {
+    job: Option<std::thread::JoinHandle<Result<()>>>,
+    log: std::path::PathBuf,
+}
+
+impl GuestPrograms {
+    /// Starts the build; its output goes to `log`.
+    pub(crate) fn start(log: std::path::PathBuf) -> GuestPrograms {
+        let path = log.clone();
+        let job = std::thread::spawn(move || -> Result<()> {
+            let sh = Shell::new()?;
+            let out = guest_build(&sh).quiet().ignore_status().output()?;
+            let text = [out.stdout, out.stderr].concat();
+            fs_err::write(&path, &text)?;
+            if !out.status.success() {
+                bail!(
+                    "cargo build exited with {}:\n{}",
+                    out.status,
+                    build::tail(&path, 20)
+                );
+            }
+            Ok(())
+        });
+        GuestPrograms { job: Some(job), log }
+    }
+
+    /// Waits for the build, and returns the directory that holds them.
+    pub(crate) fn wait(mut self, p: &crate::stage::Progress) -> Result<std::path::PathBuf> {
+        p.say("wait for the guest programs (agent, probe, hcall: static)");
+        let job = self
+            .job
+            .take()
+            .context("the guest programs were waited for twice")?;
+        match job.join() {
+            Ok(result) => result
+                .with_context(|| format!("build the static guest programs (log: {})", self.log.display()))?,
+            Err(_) => bail!("the thread that builds the guest programs panicked"),
+        }
+        Ok(guest_bin())
+    }
+}
+
+impl Drop for GuestPrograms {
+    fn drop(&mut self) {
+        if let Some(job) = self.job.take() {
+            let _ = job.join();
+        }
+    }
 }
 
 /// What the images stage packs for the guests.
@@ -66,11 +124,11 @@ pub(crate) struct Images<'a> {
     pub(crate) l2_timeout: u64,
 }
 
-/// Builds the static guest programs, L2's initramfs and the agent's
-/// config. Returns every test L1 runs, in order, as named for the agent.
+/// Waits for the static guest programs, and builds L2's initramfs and the
+/// agent's config. Returns every test L1 runs, in order, as named for the agent.
 pub(crate) fn images(
-    sh: &Shell,
     inputs: &Images,
+    programs: GuestPrograms,
     run_dir: &Path,
     p: &crate::stage::Progress,
 ) -> Result<Vec<proto::L1Test>> {
@@ -83,7 +141,7 @@ pub(crate) fn images(
         stock,
         ..
     } = *inputs;
-    let bin = guest_programs(sh, p)?;
+    let bin = programs.wait(p)?;
     // hcall's cases, then a short fuzz whose seed makes a failure
     // reproducible; on an unpatched host both must fail.
     let hcall = bin.join("hcall").display().to_string();

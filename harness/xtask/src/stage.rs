@@ -2,6 +2,7 @@
 //! ends with its time, so a user always sees where a run is and where it
 //! failed. The timings feed report.json and the benchmark.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -25,7 +26,8 @@ pub struct Stages {
 /// Handed to a stage's body to report progress and whether it was cached.
 pub struct Progress {
     bar: ProgressBar,
-    cached: std::cell::Cell<bool>,
+    // Atomic so that a stage may hand its progress to threads it starts.
+    cached: AtomicBool,
 }
 
 impl Progress {
@@ -36,7 +38,7 @@ impl Progress {
 
     /// Marks the stage as served from the cache.
     pub fn cached(&self) {
-        self.cached.set(true);
+        self.cached.store(true, Ordering::Relaxed);
     }
 }
 
@@ -56,13 +58,13 @@ impl Stages {
         bar.enable_steady_tick(Duration::from_millis(200));
         let progress = Progress {
             bar,
-            cached: std::cell::Cell::new(false),
+            cached: AtomicBool::new(false),
         };
         let started = Instant::now();
         let result = body(&progress);
         progress.bar.finish_and_clear();
         let elapsed = started.elapsed();
-        let cached = progress.cached.get();
+        let cached = progress.cached.load(Ordering::Relaxed);
         let how = match (&result, cached) {
             (Err(_), _) => "FAILED after",
             (Ok(_), true) => "cached,",
