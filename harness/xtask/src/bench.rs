@@ -277,8 +277,8 @@ impl RawRun {
         accel: Accel,
     ) -> Result<RawRun> {
         fs_err::create_dir_all(dir)?;
-        // L2: the probe, told to power off at once. (A script would need
-        // BINFMT_SCRIPT, which the guest kernel does not have.)
+        // L2: the probe, told to power off at once: the program every
+        // run's guest starts, so the floor boots nothing the run does not.
         let probe = fs_err::read(crate::images::guest_bin().join("probe")).context("read the probe")?;
         let cpio = initramfs::l2(&probe, None, None);
         let initrd = dir.join("l2-raw.cpio");
@@ -349,7 +349,8 @@ fn floor_guests(guests: &[proto::Guest], initrd: &Path) -> Vec<proto::Guest> {
         .map(|g| proto::Guest {
             initrd: initrd.display().to_string(),
             append: format!(
-                "console=ttyS0 panic=-1 quiet {}={}",
+                "console=ttyS0 panic=-1 quiet {} {}={}",
+                crate::images::L2_SKIP_KVM,
                 proto::MODE_ENV,
                 proto::ProbeMode::Off.as_str()
             ),

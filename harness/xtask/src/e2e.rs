@@ -178,32 +178,43 @@ fn pipeline(
     } = prepare_tree(sh, &args.kernel, stages)?;
     let patched = !args.kernel.unpatched;
     let host = host_plan(sh, args, &tree, &variant, &tree_id)?;
-    let guest = Plan::new(sh, Role::Guest, &tree, &variant, &tree_id, patched)?;
+    let guest = Plan::new(sh, Role::Both, &tree, &variant, &tree_id, patched)?;
+    // L1 and L2 boot one kernel, unless L1's is the sanitized build.
+    let builds: Vec<&Plan> = if host.dir == guest.dir {
+        vec![&host]
+    } else {
+        vec![&host, &guest]
+    };
 
     let mut checks = Vec::new();
     stages.run("config", |p| {
-        if host.is_fresh() && guest.is_fresh() {
+        if builds.iter().all(|plan| plan.is_fresh()) {
             p.cached();
             return Ok(());
         }
         // Each configuration is a make that runs mostly on one core (it
-        // first compiles kconfig's own tools): the two run side by side.
-        let results = std::thread::scope(|s| {
-            let jobs = [&host, &guest].map(|plan| {
-                s.spawn(move || -> Result<()> {
-                    let log = run_dir.join(format!("config-{}.log", plan.role.name()));
-                    build::configure(&Shell::new()?, plan, &log, p)
+        // first compiles kconfig's own tools): two run side by side.
+        let results: Vec<Result<()>> = std::thread::scope(|s| {
+            let jobs: Vec<_> = builds
+                .iter()
+                .map(|plan| {
+                    s.spawn(move || -> Result<()> {
+                        let log = run_dir.join(format!("config-{}.log", plan.name));
+                        build::configure(&Shell::new()?, plan, &log, p)
+                    })
                 })
-            });
-            jobs.map(|job| job.join().expect("a config thread panicked"))
+                .collect();
+            jobs.into_iter()
+                .map(|job| job.join().expect("a config thread panicked"))
+                .collect()
         });
-        for (plan, result) in [&host, &guest].into_iter().zip(results) {
+        for (plan, result) in builds.iter().zip(results) {
             if let Err(err) = result {
                 if !args.keep_going {
                     return Err(err);
                 }
                 checks.push(Check::new(
-                    &format!("config_{}", plan.role.name()),
+                    &plan.check_name("config"),
                     Verdict::Fail,
                     format!("{err:#}"),
                 ));
@@ -212,13 +223,13 @@ fn pipeline(
         Ok(())
     })?;
     stages.run("build", |p| {
-        if host.is_fresh() && guest.is_fresh() {
+        if builds.iter().all(|plan| plan.is_fresh()) {
             p.cached();
         }
-        for plan in [&host, &guest] {
+        for plan in &builds {
             if !plan.is_fresh() {
-                build::build(plan, &run_dir.join(format!("build-{}.log", plan.role.name())), p)
-                    .with_context(|| format!("build the {} kernel", plan.role.name()))?;
+                build::build(plan, &run_dir.join(format!("build-{}.log", plan.name)), p)
+                    .with_context(|| format!("build the {} kernel", plan.name))?;
             }
         }
         Ok(())
@@ -372,7 +383,7 @@ fn pipeline(
 
 /// L1's build: the sanitized variant with --sanitize.
 pub fn host_plan(sh: &Shell, args: &E2eArgs, tree: &Path, variant: &str, tree_id: &str) -> Result<Plan> {
-    let plan = Plan::new(sh, Role::Host, tree, variant, tree_id, !args.kernel.unpatched)?;
+    let plan = Plan::new(sh, Role::Both, tree, variant, tree_id, !args.kernel.unpatched)?;
     if args.sanitize {
         plan.sanitized()
     } else {

@@ -251,7 +251,7 @@ fn full_disk() -> Result<String> {
     }
     let copy = crate::patches::Series::load(&base)?;
     let variant = format!("{KERNEL}-series-{}", &copy.digest()?[..12]);
-    let build = layout::kernels().join(format!("{variant}-host"));
+    let build = crate::build::dir(&variant, crate::build::Role::Both);
     fs_err::create_dir_all(&build)?;
     // 64 MiB: room for the config, none for the objects of a kernel.
     cmd!(sh, "mount -t tmpfs -o size=64m hh-faults {build}")
@@ -281,9 +281,7 @@ fn full_disk() -> Result<String> {
     let _ = cmd!(sh, "umount {build}").quiet().ignore_status().run();
     // The series' own tree and builds: nothing else uses them.
     let _ = fs_err::remove_dir_all(&build);
-    let _ = fs_err::remove_dir_all(layout::kernels().join(format!("{variant}-guest")));
-    let _ = fs_err::remove_dir_all(layout::kernels().join(format!("{variant}-host.kconfig")));
-    let _ = fs_err::remove_dir_all(layout::kernels().join(format!("{variant}-guest.kconfig")));
+    let _ = fs_err::remove_dir_all(layout::kernels().join(format!("{variant}-kernel.kconfig")));
     let worktree = layout::sources().join(&variant);
     let _ = cmd!(sh, "git -C {worktree} worktree remove --force {worktree}")
         .quiet()

@@ -17,7 +17,7 @@ pub struct Xtask {
 
 #[derive(Subcommand, Debug)]
 pub enum Verb {
-    /// Build the host and guest kernels, boot them nested, check the host's trace.
+    /// Build the kernel, boot it nested as host and guest, check the host's trace.
     E2e(E2eArgs),
     /// Apply the series to the Debian source and run checkpatch on every patch.
     Patches(PatchesArgs),

@@ -88,14 +88,15 @@ pub fn pipeline(
             p.cached();
             return Ok(());
         }
-        build::configure(sh, &host, &run_dir.join("config-host.log"), p)
+        build::configure(sh, &host, &run_dir.join(format!("config-{}.log", host.name)), p)
     })?;
     stages.run("build", |p| {
         if host.is_fresh() {
             p.cached();
             return Ok(());
         }
-        build::build(&host, &run_dir.join("build-host.log"), p).context("build the host kernel")
+        build::build(&host, &run_dir.join(format!("build-{}.log", host.name)), p)
+            .context("build the host kernel")
     })?;
     *host_kernel = Some(host.bzimage());
     let selftests = if patched {

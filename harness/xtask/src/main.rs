@@ -1,6 +1,6 @@
 //! `cargo xtask`: the hello-hypercall project's automation.
 //!
-//! Verbs: `e2e` (build both kernels, boot them nested, judge the host's
+//! Verbs: `e2e` (build the kernel, boot it nested as host and guest, judge the host's
 //! trace), `patches` (apply and checkpatch the series), `ci` (everything CI
 //! runs), `bench` (timings into target/xtask/bench.json). This file only
 //! parses flags and dispatches; each verb lives in the module of its name.

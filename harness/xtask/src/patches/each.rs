@@ -342,6 +342,7 @@ impl<'a> Walk<'a> {
         Ok(Config {
             plan: Plan {
                 role,
+                name: role.name().into(),
                 src: layout::sources().join(format!("{}-each", source.name)),
                 dir,
                 fragments,

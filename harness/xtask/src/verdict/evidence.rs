@@ -18,8 +18,8 @@ pub fn of(name: &str) -> Vec<String> {
         // L1's ftrace, with the report's QEMU pids to tell guests apart.
         "param_off_vm_keeps_trace" | "stock_trace_greeting" => &["trace.txt", "l1-report.log"],
         "interrupted" => &["the signal xtask received"],
-        "config_host" => &["config-host.log"],
-        "config_guest" => &["config-guest.log"],
+        "config_kernel" => &["config-kernel.log"],
+        "config_kernel_sanitize" => &["config-kernel-sanitize.log"],
         _ if name.starts_with("host_trace_") || name.starts_with("trace_") => &["trace.txt", "l1-report.log"],
         _ if name.starts_with("syscall_kselftest") => {
             &["l2test-hello_hypercall_kselftest.log", "l1-report.log"]
