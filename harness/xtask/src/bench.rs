@@ -98,7 +98,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
         return soak::run(args.soak_calls);
     }
     if let Some(n) = args.repeat {
-        return stages::repeat(n);
+        return stages::repeat(n, args.accel);
     }
     if args.intel {
         return stages::intel();

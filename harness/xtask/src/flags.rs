@@ -210,6 +210,10 @@ pub struct BenchArgs {
     /// bench.json's "repeat".
     #[arg(long, value_name = "N", conflicts_with_all = ["no_hcall", "intel"])]
     pub repeat: Option<usize>,
+    /// With --repeat: L1's accelerator in every run, so that two settings
+    /// can be compared side by side.
+    #[arg(long, value_enum, default_value = "auto", requires = "repeat")]
+    pub accel: Accel,
     /// Time each stage of a warm `cargo xtask e2e --cpu intel` (Bochs)
     /// into bench.json's "intel".
     #[arg(long, conflicts_with = "no_hcall")]

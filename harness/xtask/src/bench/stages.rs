@@ -6,9 +6,11 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use clap::ValueEnum;
 use serde_json::json;
 use xshell::{cmd, Shell};
 
+use crate::flags::Accel;
 use crate::layout;
 
 fn last_report() -> Result<serde_json::Value> {
@@ -19,18 +21,29 @@ fn last_report() -> Result<serde_json::Value> {
 
 /// N warm `cargo xtask e2e` runs, one after the other: how many passed,
 /// and for each that did not, its verdict and run directory.
-pub fn repeat(n: usize) -> Result<ExitCode> {
+pub fn repeat(n: usize, accel: Accel) -> Result<ExitCode> {
     let sh = Shell::new()?;
     let _dir = sh.push_dir(layout::root());
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let accel = accel
+        .to_possible_value()
+        .context("an accelerator without a name")?
+        .get_name()
+        .to_string();
     println!("bench: a first e2e run builds whatever is missing (not counted)");
-    cmd!(sh, "{cargo} xtask e2e").quiet().ignore_status().output()?;
+    cmd!(sh, "{cargo} xtask e2e --accel {accel}")
+        .quiet()
+        .ignore_status()
+        .output()?;
     let mut passed = 0;
     let mut seconds = Vec::new();
     let mut failures = Vec::new();
     for i in 1..=n {
         let t = Instant::now();
-        let out = cmd!(sh, "{cargo} xtask e2e").quiet().ignore_status().output()?;
+        let out = cmd!(sh, "{cargo} xtask e2e --accel {accel}")
+            .quiet()
+            .ignore_status()
+            .output()?;
         seconds.push((t.elapsed().as_secs_f64() * 10.0).round() / 10.0);
         if out.status.success() {
             passed += 1;
@@ -55,6 +68,7 @@ pub fn repeat(n: usize) -> Result<ExitCode> {
         println!("    round {i}/{n}: {passed} passed so far");
     }
     let section = json!({
+        "accel": accel,
         "runs": n,
         "passed": passed,
         "seconds": seconds,
