@@ -318,10 +318,11 @@ fn expect(args: &E2eArgs) -> Result<()> {
     }
 }
 
-/// How many times CI boots a run again after [`flaked_vm`]. Measured in
-/// warm 6.12 runs, about one in eight resets a VM (README); two reruns
-/// make a spurious red CI rare, and a failure in three runs in a row is
-/// no longer nested TCG's doing.
+/// How many times CI boots a run again after [`flaked_vm`]. With two
+/// vCPUs in L1 under TCG, about one warm 6.12 run in eight reset a VM;
+/// with one (qemu::Accel::cpus) none has yet (README), and the reruns stay
+/// for a machine where it still happens: a failure in three runs in a row
+/// is no longer nested TCG's doing.
 const RERUNS: usize = 2;
 
 /// The check that says a VM reset ([`verdict::RESET`]: an L2 guest

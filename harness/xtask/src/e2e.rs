@@ -229,7 +229,7 @@ fn pipeline(
         for plan in &builds {
             if !plan.is_fresh() {
                 build::build(plan, &run_dir.join(format!("build-{}.log", plan.name)), p)
-                    .with_context(|| format!("build the {} kernel", plan.name))?;
+                    .with_context(|| format!("build the kernel in {}", plan.dir.display()))?;
             }
         }
         Ok(())
@@ -514,7 +514,7 @@ fn resolve_accel(want: flags::Accel, qemu: &Path, kernel: &Path, run_dir: &Path)
             Ok(Accel::TcgSingle)
         }
         flags::Accel::Tcg => {
-            println!("    L1 accelerator: TCG (--accel tcg), -cpu max emulates SVM for L2");
+            println!("    L1 accelerator: TCG (--accel tcg), -cpu max emulates SVM for L2, one vCPU");
             Ok(Accel::Tcg)
         }
         flags::Accel::Kvm => match qemu::probe_kvm(qemu, kernel, run_dir) {
@@ -549,7 +549,7 @@ mod tests {
         let disk = Check::new(
             "stage_build",
             Verdict::Fail,
-            "build the host kernel: … No space left on device",
+            "build the kernel in target/kernels/6.12-hello-kernel: … No space left on device",
         );
         assert_eq!(exit_status(&report(Verdict::Fail, vec![disk])), 3);
         let mut interrupted = report(Verdict::Fail, vec![]);

@@ -52,11 +52,12 @@ pub enum Accel {
     /// KVM when a probe boot shows it works with nested virtualisation, else TCG.
     Auto,
     Kvm,
+    /// TCG with -cpu max, which emulates SVM, and one vCPU (a second one
+    /// made runs fail: see README).
     Tcg,
-    /// TCG with both vCPUs on one host thread: slower (the stock guest's
-    /// boot then takes minutes: see --skip-stock), but free of the rare guest
+    /// TCG with two vCPUs on one host thread: free of the rare guest
     /// corruption that multi-threaded TCG (QEMU 7.2) shows under nested
-    /// SVM in long soaks.
+    /// SVM in long soaks, for the soak's vCPUs that call at once.
     TcgSingle,
 }
 

@@ -20,6 +20,21 @@ pub enum Accel {
 }
 
 impl Accel {
+    /// L1's vCPUs. Two under KVM: the stock guest boots on one while the
+    /// main guest and the tests run on the other. One under multi-threaded
+    /// TCG, where a second vCPU made about one run in eight fail, L1 or an
+    /// L2 resetting or a guest hanging, and was slower too: side by side,
+    /// the same warm run booted 30 times with each passed 30 of 30 with one
+    /// vCPU (median 15.6 s) and 29 of 30 with two (20.2 s; L1 reset once).
+    /// tcg-single keeps two vCPUs, on one thread, for the soak's vCPUs
+    /// that call at once.
+    pub fn cpus(self) -> u32 {
+        match self {
+            Accel::Kvm | Accel::TcgSingle => 2,
+            Accel::Tcg => 1,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Accel::Kvm => "kvm",
@@ -48,8 +63,9 @@ pub fn accel_args(accel: Accel) -> Vec<String> {
         // The host's CPU as is, nested virtualisation included.
         Accel::Kvm => strings(&["-accel", "kvm", "-cpu", "host"]),
         // TCG's "max" CPU emulates AMD SVM, so KVM works inside L1.
-        // thread=multi: a host thread per vCPU (the default on x86 hosts,
-        // spelled out because two vCPUs on one thread would halve it).
+        // thread=multi: a host thread per vCPU, the default on x86 hosts,
+        // spelled out because the runs that chose one vCPU (Accel::cpus)
+        // were measured with it.
         Accel::Tcg => strings(&["-accel", "tcg,thread=multi", "-cpu", "max"]),
         Accel::TcgSingle => strings(&["-accel", "tcg,thread=single", "-cpu", "max"]),
     }
@@ -57,16 +73,16 @@ pub fn accel_args(accel: Accel) -> Vec<String> {
 
 /// Devices and board: as little as possible, since under TCG every
 /// emulated device costs boot time.
-pub fn machine_args(memory_mib: u32, bios: Option<&Path>) -> Vec<String> {
+pub fn machine_args(memory_mib: u32, cpus: u32, bios: Option<&Path>) -> Vec<String> {
+    // One socket per vCPU, not cores: SeaBIOS's MP table lists one CPU per
+    // socket, and L1 has no ACPI to find more.
+    let smp = format!("{cpus},sockets={cpus},cores=1,threads=1");
     let mut args = strings(&[
         "-m",
         &memory_mib.to_string(),
-        // Two vCPUs, one per host core (TCG runs them on threads of their
-        // own): the stock guest boots on one while the main guest and the
-        // tests run on the other. Two sockets, not two cores: SeaBIOS's MP
-        // table lists one CPU per socket, and L1 has no ACPI to find more.
+        // See Accel::cpus for how many, and why.
         "-smp",
-        "2,sockets=2,cores=1,threads=1",
+        &smp,
         // No default NIC, VGA, monitor or serial: only what is asked below.
         "-nodefaults",
         "-display",
@@ -129,7 +145,7 @@ pub fn append(l1: &L1) -> String {
 /// The whole L1 argv (without the program).
 pub fn l1_args(l1: &L1) -> Vec<String> {
     let mut args = accel_args(l1.accel);
-    args.extend(machine_args(l1.memory_mib, l1.bios.as_deref()));
+    args.extend(machine_args(l1.memory_mib, l1.accel.cpus(), l1.bios.as_deref()));
     args.extend(share_args(&l1.run_dir));
     args.extend(["-kernel".into(), l1.kernel.display().to_string()]);
     args.extend(["-append".into(), append(l1)]);
@@ -222,7 +238,7 @@ pub fn probe_kvm(qemu: &Path, kernel: &Path, dir: &Path) -> Result<(), String> {
     }
     let log = dir.join("kvm-probe-console.log");
     let mut args = accel_args(Accel::Kvm);
-    args.extend(machine_args(256, None));
+    args.extend(machine_args(256, 1, None));
     args.extend(strings(&["-kernel", &kernel.display().to_string()]));
     args.extend(strings(&["-append", "console=ttyS0 panic=-1"]));
     args.extend(["-serial".into(), format!("file:{}", log.display())]);
@@ -281,5 +297,6 @@ mod tests {
         assert!(args.contains("-fsdev local,id=out,path=/t/run,security_model=none"));
         assert!(args.ends_with("-serial file:/t/run/l1-console.log -serial file:/t/run/l1-report.log"));
         assert!(args.contains("-no-reboot"));
+        assert!(args.contains("-smp 1,sockets=1,cores=1,threads=1"));
     }
 }
