@@ -57,7 +57,9 @@ pub enum Accel {
     Tcg,
     /// TCG with two vCPUs on one host thread: free of the rare guest
     /// corruption that multi-threaded TCG (QEMU 7.2) shows under nested
-    /// SVM in long soaks, for the soak's vCPUs that call at once.
+    /// SVM in long soaks, for the soak's vCPUs that call at once. The stock
+    /// guest's boot then often misses L1's deadline (6 of 9 warm E2Es):
+    /// the soak runs with --skip-stock.
     TcgSingle,
 }
 
