@@ -45,7 +45,7 @@ impl Role {
     /// What make builds. A guest also runs `modules`, which writes the
     /// Module.symvers and linker script that out-of-tree modules (the
     /// guest module) build against.
-    pub fn targets(self) -> &'static [&'static str] {
+    fn targets(self) -> &'static [&'static str] {
         match self {
             Role::Host => &["bzImage"],
             Role::Guest | Role::Both => &["bzImage", "modules"],

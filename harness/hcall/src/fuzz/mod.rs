@@ -80,8 +80,6 @@ impl Target {
         Ok(())
     }
 
-    /// Puts back the bytes a call changed, so every call starts from the
-    /// same canaries.
     /// Makes draw `d`'s call (`entry`) and judges it: how the guest
     /// stopped, what it changed in memory, and the problems with both.
     fn call(&mut self, entry: &Entry, d: &Draw) -> Result<(Stop, Vec<Change>, Vec<String>)> {
@@ -91,6 +89,8 @@ impl Target {
         Ok((stop, changes, problems))
     }
 
+    /// Puts back the bytes a call changed, so every call starts from the
+    /// same canaries.
     fn restore(&mut self, changes: &[Change]) -> Result<()> {
         for c in changes {
             self.vm.write(c.0, &[c.1])?;
